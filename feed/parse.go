@@ -1,0 +1,256 @@
+package feed
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Rejection reasons, used as metric labels and in Error.Reason.
+const (
+	ReasonJSON   = "json"   // not a JSON object, or a key of the wrong type
+	ReasonSymbol = "symbol" // missing or malformed symbol
+	ReasonField  = "field"  // missing, empty or unknown fields
+	ReasonValue  = "value"  // a field value outside its domain
+)
+
+// Error is a rejected line or value. Reason is one of the Reason constants;
+// Field names the offending field when there is one.
+type Error struct {
+	Reason string
+	Field  string
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("field %q: %s", e.Field, e.Msg)
+	}
+	return e.Msg
+}
+
+func errorf(reason, field, format string, args ...any) *Error {
+	return &Error{Reason: reason, Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Limits on decimal values, so that a hostile "1e999999" cannot make the
+// server build a megabyte of digits.
+const (
+	maxDecimalText = 64 // bytes of input text
+	maxFracDigits  = 18 // digits after the point, after trimming zeros
+	maxIntDigits   = 24 // digits before the point
+)
+
+// ParseDecimal parses the plain or exponent notation of a decimal number
+// (JSON number syntax, leading zeros allowed) within the model's limits.
+func ParseDecimal(s string) (decimal.Decimal, error) {
+	if len(s) == 0 || len(s) > maxDecimalText || !decimalSyntax(s) {
+		return decimal.Decimal{}, fmt.Errorf("not a decimal: %s", quoteShort(s))
+	}
+	d, err := decimal.NewFromString(s)
+	if err != nil {
+		return decimal.Decimal{}, fmt.Errorf("not a decimal: %s", quoteShort(s))
+	}
+	if e := d.Exponent(); e > maxIntDigits || e < -2*maxDecimalText {
+		return decimal.Decimal{}, fmt.Errorf("decimal out of range: %s", quoteShort(s))
+	}
+	return d, nil
+}
+
+// decimalSyntax checks -?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]{1,4})?
+func decimalSyntax(s string) bool {
+	i := 0
+	if s[0] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if digits() == 0 {
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if n := digits(); n == 0 || n > 4 {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// checkDigits enforces the digit limits on a canonical decimal text.
+func checkDigits(text string) bool {
+	intDigits, frac := len(text), 0
+	for i := 0; i < len(text); i++ {
+		if text[i] == '.' {
+			intDigits, frac = i, len(text)-i-1
+			break
+		}
+	}
+	if len(text) > 0 && text[0] == '-' {
+		intDigits--
+	}
+	return intDigits <= maxIntDigits && frac <= maxFracDigits
+}
+
+// ParseValue parses the JSON encoding of a value for field f: a JSON string
+// for every field, or a JSON number for decimal fields (read as a decimal,
+// never as float64).
+func ParseValue(f Field, raw json.RawMessage) (Value, error) {
+	name := f.String()
+	if len(raw) == 0 {
+		return Value{}, errorf(ReasonValue, name, "missing value")
+	}
+	var text string
+	isString := raw[0] == '"'
+	if isString {
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return Value{}, errorf(ReasonValue, name, "malformed string")
+		}
+	} else {
+		text = string(raw)
+	}
+	switch f.Kind() {
+	case KindPrice, KindSize:
+		if !isString && (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+			return Value{}, errorf(ReasonValue, name, "want a decimal string or number, got %s", quoteShort(text))
+		}
+		d, err := ParseDecimal(text)
+		if err != nil {
+			return Value{}, errorf(ReasonValue, name, "%s", err)
+		}
+		if f.Kind() == KindSize && d.Sign() < 0 {
+			return Value{}, errorf(ReasonValue, name, "negative size %s", quoteShort(text))
+		}
+		v := DecimalValue(d)
+		if !checkDigits(v.text) {
+			return Value{}, errorf(ReasonValue, name, "decimal out of range: %s", quoteShort(text))
+		}
+		return v, nil
+	case KindTime:
+		if !isString {
+			return Value{}, errorf(ReasonValue, name, "want an RFC 3339 time string, got %s", quoteShort(text))
+		}
+		t, err := time.Parse(time.RFC3339Nano, text)
+		if err != nil {
+			return Value{}, errorf(ReasonValue, name, "not an RFC 3339 time: %s", quoteShort(text))
+		}
+		return TimeValue(t), nil
+	default: // KindStatus
+		if isString {
+			switch text {
+			case StatusTrading, StatusHalted, StatusStale:
+				return StatusValue(text), nil
+			}
+		}
+		return Value{}, errorf(ReasonValue, name, "want trading, halted or stale, got %s", quoteShort(text))
+	}
+}
+
+// line is the JSON shape of an ingest or capture line.
+type line struct {
+	Symbol json.RawMessage            `json:"symbol"`
+	Fields map[string]json.RawMessage `json:"fields"`
+	TS     json.RawMessage            `json:"ts"`
+}
+
+// ParseLine parses one NDJSON line,
+// {"symbol":"AAPL","fields":{"bid":"189.12"},"ts":1700000000000000}, into u
+// (which it resets first). "ts" is optional (captures carry it; ingest
+// ignores it). Any other key, an unknown field name or a value outside its
+// field's domain rejects the whole line with an *Error.
+func ParseLine(b []byte, u *Update) error {
+	u.Reset()
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return errorf(ReasonJSON, "", "not a JSON object: %s", jsonProblem(err))
+	}
+	for k := range keys {
+		switch k {
+		case "symbol", "fields", "ts":
+		default:
+			return errorf(ReasonJSON, "", "unknown key %s (want symbol, fields, ts)", quoteShort(k))
+		}
+	}
+	raw, ok := keys["symbol"]
+	if !ok {
+		return errorf(ReasonSymbol, "", `missing "symbol"`)
+	}
+	var sym string
+	if err := json.Unmarshal(raw, &sym); err != nil {
+		return errorf(ReasonSymbol, "", `"symbol" must be a string`)
+	}
+	if !ValidSymbol(sym) {
+		return errorf(ReasonSymbol, "", "bad symbol %s: want [A-Z0-9][A-Z0-9._:-]{0,31}", quoteShort(sym))
+	}
+	u.Symbol = sym
+	if raw, ok := keys["ts"]; ok {
+		ts, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil || ts < 0 {
+			return errorf(ReasonJSON, "", `"ts" must be a non-negative integer of Unix microseconds`)
+		}
+		u.TS = ts
+	}
+	raw, ok = keys["fields"]
+	if !ok {
+		return errorf(ReasonField, "", `missing "fields"`)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return errorf(ReasonField, "", `"fields" must be an object`)
+	}
+	if len(fields) == 0 {
+		return errorf(ReasonField, "", `"fields" is empty`)
+	}
+	for name, raw := range fields {
+		f, ok := ParseField(name)
+		if !ok {
+			return errorf(ReasonField, name, "unknown field")
+		}
+		v, err := ParseValue(f, raw)
+		if err != nil {
+			return err
+		}
+		u.Put(f, v)
+	}
+	return nil
+}
+
+// jsonProblem shortens encoding/json's messages to what a feed author needs.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d: %s", se.Offset, se.Error())
+	case errors.As(err, &te):
+		return "want an object, got " + te.Value
+	}
+	return err.Error()
+}
+
+// quoteShort quotes s for an error message, cut to 40 bytes.
+func quoteShort(s string) string {
+	if len(s) > 40 {
+		return strconv.Quote(s[:40]) + "…"
+	}
+	return strconv.Quote(s)
+}
