@@ -1,0 +1,140 @@
+// Command tickerd is the market-data streaming server: it ingests feeds
+// into the conflating cache and pushes changes to subscribers over
+// WebSocket, SSE and HTTP streaming. It only parses flags and wires the
+// packages together.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"tickerd/internal/cli"
+)
+
+// config is the parsed command line.
+type config struct {
+	addr           string
+	feeds          cli.Repeatable
+	simSymbols     int
+	simRate        float64
+	simSeed        int64
+	ingestKey      string
+	allowedOrigins string
+	maxHz          float64
+	maxSymbols     int
+	heartbeat      time.Duration
+	stallTimeout   time.Duration
+	maxConnAge     time.Duration
+	maxBody        int64
+	logFormat      string
+	logLevel       string
+}
+
+const usageHead = `tickerd — market-data streaming server
+
+Usage: tickerd [flags]
+
+Every flag can also come from the environment: TICKERD_ + its name in upper
+case with - as _ (-max-hz → TICKERD_MAX_HZ); -feed there takes a comma list.
+
+Flags:
+`
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{feeds: cli.Repeatable{Values: []string{"sim"}}}
+	fs := flag.NewFlagSet("tickerd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHead)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.addr, "addr", ":8080", "HTTP listen `address`")
+	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, tcp:ADDR (NDJSON over TCP; tickerd listens) (default sim)")
+	fs.IntVar(&c.simSymbols, "sim-symbols", 200, "built-in simulator: number of symbols")
+	fs.Float64Var(&c.simRate, "sim-rate", 2000, "built-in simulator: total updates per second")
+	fs.Int64Var(&c.simSeed, "sim-seed", 1, "built-in simulator: random seed")
+	fs.StringVar(&c.ingestKey, "ingest-key", "", "bearer `key` required on POST /v1/ingest; empty = loopback peers only")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma `list` of browser Origins allowed; empty = any (open mode)")
+	fs.Float64Var(&c.maxHz, "max-hz", 20, "ceiling on messages per symbol per second per session")
+	fs.IntVar(&c.maxSymbols, "max-session-symbols", 1000, "most symbols one session may subscribe")
+	fs.DurationVar(&c.heartbeat, "heartbeat", 15*time.Second, "idle interval after which a heartbeat is sent")
+	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "close a session whose writes make no progress this long")
+	fs.DurationVar(&c.maxConnAge, "max-conn-age", 10*time.Minute, "end streaming connections cleanly after this age")
+	fs.Int64Var(&c.maxBody, "max-ingest-body", 8<<20, "largest POST /v1/ingest body in `bytes`")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	pos, err := cli.Parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (tickerd takes flags only)", pos[0])
+	}
+	if err := cli.ApplyEnv(fs, "TICKERD"); err != nil {
+		return nil, err
+	}
+	return c, c.validate()
+}
+
+func (c *config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.simSymbols >= 1 && c.simSymbols <= 100_000, "-sim-symbols must be 1..100000, got %d", c.simSymbols)
+	check(c.simRate > 0 && c.simRate <= 10_000_000, "-sim-rate must be > 0 and ≤ 10000000, got %g", c.simRate)
+	check(c.maxHz > 0 && c.maxHz <= 10_000, "-max-hz must be > 0 and ≤ 10000, got %g", c.maxHz)
+	check(c.maxSymbols >= 1, "-max-session-symbols must be ≥ 1, got %d", c.maxSymbols)
+	check(c.heartbeat > 0, "-heartbeat must be > 0, got %v", c.heartbeat)
+	check(c.stallTimeout > 0, "-stall-timeout must be > 0, got %v", c.stallTimeout)
+	check(c.maxConnAge > 0, "-max-conn-age must be > 0, got %v", c.maxConnAge)
+	check(c.maxBody > 0, "-max-ingest-body must be > 0, got %d", c.maxBody)
+	check(c.logFormat == "text" || c.logFormat == "json", "-log-format must be text or json, got %q", c.logFormat)
+	var lvl slog.Level
+	check(lvl.UnmarshalText([]byte(c.logLevel)) == nil, "-log-level must be debug, info, warn or error, got %q", c.logLevel)
+	for _, f := range c.feeds.Values {
+		kind, arg, _ := strings.Cut(f, ":")
+		switch kind {
+		case "sim", "none":
+			check(arg == "", "-feed %q: %s takes no argument", f, kind)
+		case "tcp":
+			check(arg != "", "-feed %q: want tcp:ADDR, e.g. tcp:127.0.0.1:9000", f)
+		default:
+			errs = append(errs, fmt.Errorf("-feed %q: unknown source (want sim, none or tcp:ADDR)", f))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *config) logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.logLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func main() {
+	c, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tickerd:", err)
+		os.Exit(2)
+	}
+	if err := run(c, c.logger(os.Stderr)); err != nil {
+		fmt.Fprintln(os.Stderr, "tickerd:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"tickerd/conflate"
+	"tickerd/feed"
+	"tickerd/simulator"
+	"tickerd/stream"
+)
+
+// shutdownGrace bounds how long SIGTERM waits for sessions to take their
+// close message.
+const shutdownGrace = 10 * time.Second
+
+func run(c *config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cache := conflate.New()
+	registerCacheMetrics(reg, cache)
+	ingestMetrics := feed.NewMetrics(reg)
+
+	srv := stream.NewServer(cache, stream.Config{
+		MaxHz:          c.maxHz,
+		Heartbeat:      c.heartbeat,
+		StallTimeout:   c.stallTimeout,
+		MaxConnAge:     c.maxConnAge,
+		MaxSymbols:     c.maxSymbols,
+		AllowedOrigins: splitComma(c.allowedOrigins),
+		Registerer:     reg,
+		Log:            log,
+	})
+
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	mux.Handle("POST /v1/ingest", &feed.IngestHandler{
+		Sink: cache, Key: c.ingestKey, MaxBody: c.maxBody,
+		Counter: ingestMetrics.Counter("http"), Log: log,
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ready") })
+	registerUI(mux)
+
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.addr, err)
+	}
+	if c.ingestKey == "" {
+		log.Warn("no -ingest-key: POST /v1/ingest accepts loopback peers only")
+	}
+	if c.allowedOrigins == "" {
+		log.Warn("open mode: no -auth, any origin may connect")
+	}
+
+	// Feeds run until ctx ends; each has an owner that waits for it.
+	feedCtx, stopFeeds := context.WithCancel(context.Background())
+	var feeds sync.WaitGroup
+	defer func() { stopFeeds(); feeds.Wait() }()
+	for _, f := range c.feeds.Values {
+		if err := startFeed(feedCtx, &feeds, f, c, cache, ingestMetrics, log); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("tickerd serving", "url", "http://"+displayAddr(ln.Addr()), "feeds", c.feeds.String())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: closing sessions")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	stopFeeds()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("sessions did not all close in time", "err", err)
+	}
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("http shutdown", "err", err)
+	}
+	feeds.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+// startFeed starts one -feed source under wg.
+func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, cache *conflate.Cache,
+	m *feed.Metrics, log *slog.Logger) error {
+	kind, arg, _ := strings.Cut(spec, ":")
+	switch kind {
+	case "none":
+		return nil
+	case "sim":
+		sim, err := simulator.New(simulator.Config{Symbols: c.simSymbols, Rate: c.simRate, Seed: c.simSeed})
+		if err != nil {
+			return fmt.Errorf("-feed sim: %w", err)
+		}
+		counted := countingSink{Sink: cache, c: m.Counter("sim")}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sim.Run(ctx, counted); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("simulator stopped", "err", err)
+			}
+		}()
+		log.Info("simulated feed", "symbols", c.simSymbols, "rate", c.simRate, "seed", c.simSeed)
+	case "tcp":
+		ln, err := net.Listen("tcp", arg)
+		if err != nil {
+			return fmt.Errorf("-feed %s: %w", spec, err)
+		}
+		a := &feed.TCPAdapter{Sink: cache, Counter: m.Counter("tcp"), Log: log}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.Serve(ctx, ln); err != nil {
+				log.Error("tcp feed stopped", "addr", arg, "err", err)
+			}
+		}()
+		log.Info("tcp feed listening", "addr", ln.Addr().String())
+	}
+	return nil
+}
+
+// countingSink counts what an internal feed applies.
+type countingSink struct {
+	feed.Sink
+	c feed.Counter
+}
+
+func (s countingSink) Apply(u *feed.Update) bool {
+	s.c.Accept(1)
+	return s.Sink.Apply(u)
+}
+
+func registerCacheMetrics(reg prometheus.Registerer, cache *conflate.Cache) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tickerd_symbols", Help: "Symbols holding data in the snapshot cache.",
+		}, func() float64 { return float64(cache.Stats().Symbols) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tickerd_updates_applied_total", Help: "Updates that changed the snapshot cache.",
+		}, func() float64 { return float64(cache.Stats().Applied) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tickerd_updates_unchanged_total", Help: "Updates dropped because they changed nothing.",
+		}, func() float64 { return float64(cache.Stats().Unchanged) }),
+	)
+}
+
+// displayAddr turns a listen address into one a browser can open.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port) + "/"
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

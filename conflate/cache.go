@@ -1,0 +1,215 @@
+package conflate
+
+import (
+	"hash/maphash"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tickerd/feed"
+)
+
+const numShards = 256
+
+// Cache is the conflating snapshot cache. The zero value is not usable;
+// call New. All methods are safe for concurrent use.
+type Cache struct {
+	seed   maphash.Seed
+	shards [numShards]shard
+	now    func() int64 // ingest clock, Unix microseconds
+
+	symbols   atomic.Int64 // entries holding data
+	applied   atomic.Uint64
+	unchanged atomic.Uint64
+}
+
+type shard struct {
+	mu   sync.RWMutex
+	syms map[string]*Entry
+	_    [40]byte // keep shards on separate cache lines
+}
+
+// New returns an empty cache.
+func New() *Cache {
+	c := &Cache{seed: maphash.MakeSeed(), now: func() int64 { return time.Now().UnixMicro() }}
+	for i := range c.shards {
+		c.shards[i].syms = make(map[string]*Entry)
+	}
+	return c
+}
+
+func (c *Cache) shard(sym string) *shard {
+	return &c.shards[maphash.String(c.seed, sym)%numShards]
+}
+
+// entry returns the entry of sym, creating it if create is set.
+func (c *Cache) entry(sym string, create bool) *Entry {
+	sh := c.shard(sym)
+	sh.mu.RLock()
+	e := sh.syms[sym]
+	sh.mu.RUnlock()
+	if e != nil || !create {
+		return e
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e = sh.syms[sym]; e == nil {
+		e = &Entry{sym: sym}
+		sh.syms[sym] = e
+	}
+	return e
+}
+
+// Apply folds u into the cache. Fields whose value is unchanged are
+// ignored; if any changed, the symbol gets its next seq, its ingest time
+// (u.TS, or now when zero) and its watchers are notified. It reports whether
+// anything changed. Apply does not keep u and does not allocate once the
+// symbol exists.
+func (c *Cache) Apply(u *feed.Update) bool {
+	e := c.entry(u.Symbol, true)
+	for {
+		e.mu.Lock()
+		if !e.dead {
+			break
+		}
+		e.mu.Unlock() // removed while we looked it up: take the live one
+		e = c.entry(u.Symbol, true)
+	}
+	var changed feed.FieldSet
+	for f, rest, ok := u.Set.Next(); ok; f, rest, ok = rest.Next() {
+		if !e.set.Has(f) || !e.values[f].Equal(u.Values[f]) {
+			changed = changed.With(f)
+		}
+	}
+	if changed == 0 {
+		e.mu.Unlock()
+		c.unchanged.Add(1)
+		return false
+	}
+	first := e.seq == 0
+	e.seq++
+	e.ts = u.TS
+	if e.ts == 0 {
+		e.ts = c.now()
+	}
+	for f, rest, ok := changed.Next(); ok; f, rest, ok = rest.Next() {
+		e.values[f] = u.Values[f]
+		e.fseq[f] = e.seq
+	}
+	e.set |= changed
+	e.mu.Unlock()
+	if first {
+		c.symbols.Add(1)
+	}
+	c.applied.Add(1)
+	e.notify()
+	return true
+}
+
+// Get returns the entry of sym, or nil if the cache has never seen it.
+// An entry may exist with no data yet (Seq 0) while someone watches it.
+func (c *Cache) Get(sym string) *Entry { return c.entry(sym, false) }
+
+// Symbols returns the symbols that hold data, sorted.
+func (c *Cache) Symbols() []string {
+	out := make([]string, 0, c.symbols.Load())
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.RLock()
+		for sym, e := range sh.syms {
+			if e.Seq() > 0 {
+				out = append(out, sym)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Stats are running totals of the cache.
+type Stats struct {
+	Symbols   int64  // symbols holding data
+	Applied   uint64 // updates that changed something
+	Unchanged uint64 // updates dropped because they changed nothing
+}
+
+// Stats returns the running totals.
+func (c *Cache) Stats() Stats {
+	return Stats{Symbols: c.symbols.Load(), Applied: c.applied.Load(), Unchanged: c.unchanged.Load()}
+}
+
+// Watch registers w to be notified after every change of sym, creating an
+// empty entry if the symbol has no data yet. The returned handle ends the
+// registration. w.Notify is called from the goroutine that applied the
+// change, with the entry's watcher lock read-held: it must not block and
+// must not call back into the cache.
+func (c *Cache) Watch(sym string, w Watcher) *Watch {
+	for {
+		e := c.entry(sym, true)
+		e.wmu.Lock()
+		if e.dead {
+			e.wmu.Unlock()
+			continue
+		}
+		h := &Watch{c: c, e: e, w: w, idx: len(e.watchers)}
+		e.watchers = append(e.watchers, h)
+		e.wmu.Unlock()
+		return h
+	}
+}
+
+// remove drops e from the cache if it still has no data and no watchers.
+func (c *Cache) remove(e *Entry) {
+	sh := c.shard(e.sym)
+	sh.mu.Lock()
+	e.mu.Lock()
+	e.wmu.Lock()
+	if e.seq == 0 && len(e.watchers) == 0 && !e.dead && sh.syms[e.sym] == e {
+		e.dead = true
+		delete(sh.syms, e.sym)
+	}
+	e.wmu.Unlock()
+	e.mu.Unlock()
+	sh.mu.Unlock()
+}
+
+// Watcher is told that an entry changed. See Cache.Watch for the rules.
+type Watcher interface {
+	Notify()
+}
+
+// Watch is one registration of a Watcher on an entry.
+type Watch struct {
+	c   *Cache
+	e   *Entry
+	w   Watcher
+	idx int // position in e.watchers; guarded by e.wmu
+}
+
+// Entry returns the watched entry.
+func (h *Watch) Entry() *Entry { return h.e }
+
+// Stop ends the registration; after it returns, Notify is not called again.
+// Calling Stop twice is safe.
+func (h *Watch) Stop() {
+	e := h.e
+	e.wmu.Lock()
+	if h.idx < 0 {
+		e.wmu.Unlock()
+		return
+	}
+	last := len(e.watchers) - 1
+	moved := e.watchers[last]
+	e.watchers[h.idx] = moved
+	moved.idx = h.idx
+	e.watchers[last] = nil
+	e.watchers = e.watchers[:last]
+	h.idx = -1
+	empty := last == 0
+	e.wmu.Unlock()
+	if empty && e.Seq() == 0 {
+		h.c.remove(e)
+	}
+}

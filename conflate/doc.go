@@ -1,0 +1,13 @@
+// Package conflate owns the snapshot cache: the latest value of every field
+// of every symbol, the symbol's sequence number, its ingest time, and for
+// each field the seq at which it last changed, so that a reader can ask
+// "which fields changed since seq N" without the cache keeping history.
+//
+// The cache never queues: applying an update overwrites values in place and
+// wakes the symbol's watchers with a call that must not block. A watcher
+// that falls behind reads the latest state, not a backlog.
+//
+// Concurrency: symbols are sharded by hash; each shard's map has its own
+// RWMutex and each Entry its own locks, so there is no global lock on the
+// hot path. Any number of goroutines may Apply and Read concurrently.
+package conflate

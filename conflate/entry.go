@@ -1,0 +1,124 @@
+package conflate
+
+import (
+	"sync"
+
+	"tickerd/feed"
+)
+
+// Entry is one symbol's record. Its methods are safe for concurrent use.
+type Entry struct {
+	sym string
+
+	mu     sync.RWMutex // guards the record below
+	dead   bool         // removed from the cache (also read under wmu)
+	seq    uint64
+	ts     int64
+	set    feed.FieldSet
+	values [feed.NumFields]feed.Value
+	fseq   [feed.NumFields]uint64
+
+	wmu      sync.RWMutex // guards watchers
+	watchers []*Watch
+
+	memoMu sync.Mutex
+	memo   [memoSlots]memoSlot
+	memoAt uint8 // next slot to evict when none is stale
+}
+
+// Symbol returns the entry's symbol.
+func (e *Entry) Symbol() string { return e.sym }
+
+// Seq returns the current sequence number; 0 means no data yet.
+func (e *Entry) Seq() uint64 {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.seq
+}
+
+// View is a consistent copy of an entry's record at one seq.
+type View struct {
+	Seq    uint64
+	TS     int64 // ingest time of the newest folded update, Unix µs
+	Set    feed.FieldSet
+	Values [feed.NumFields]feed.Value
+	FSeq   [feed.NumFields]uint64 // seq at which each field last changed
+}
+
+// Read copies the entry's current record into v.
+func (e *Entry) Read(v *View) {
+	e.mu.RLock()
+	v.Seq, v.TS, v.Set = e.seq, e.ts, e.set
+	v.Values = e.values
+	v.FSeq = e.fseq
+	e.mu.RUnlock()
+}
+
+// ChangedSince returns the fields that changed after seq.
+func (v *View) ChangedSince(seq uint64) feed.FieldSet {
+	var s feed.FieldSet
+	for f, rest, ok := v.Set.Next(); ok; f, rest, ok = rest.Next() {
+		if v.FSeq[f] > seq {
+			s = s.With(f)
+		}
+	}
+	return s
+}
+
+func (e *Entry) notify() {
+	e.wmu.RLock()
+	for _, h := range e.watchers {
+		h.w.Notify()
+	}
+	e.wmu.RUnlock()
+}
+
+// Watchers returns the number of registered watchers.
+func (e *Entry) Watchers() int {
+	e.wmu.RLock()
+	defer e.wmu.RUnlock()
+	return len(e.watchers)
+}
+
+// The memo keeps the last few encodings of this entry so that many readers
+// wanting the same message at the same seq share one encoding.
+const memoSlots = 4
+
+// MemoKey names one encoding of an entry at one seq. Kind is the caller's
+// (for example snapshot or update); Fields the fields it holds.
+type MemoKey struct {
+	Seq    uint64
+	Fields feed.FieldSet
+	Kind   uint8
+}
+
+type memoSlot struct {
+	key MemoKey
+	b   []byte
+}
+
+// Memo returns the bytes stored under key, calling build to make them if no
+// reader asked for key yet. build runs with the memo locked, so each key is
+// built once; it must not call back into e. The returned bytes are shared
+// and must never be modified. Encodings of older seqs are evicted first.
+func (e *Entry) Memo(key MemoKey, build func() []byte) []byte {
+	e.memoMu.Lock()
+	defer e.memoMu.Unlock()
+	victim := -1
+	for i := range e.memo {
+		s := &e.memo[i]
+		if s.b != nil && s.key == key {
+			return s.b
+		}
+		if victim < 0 && (s.b == nil || s.key.Seq < key.Seq) {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		victim = int(e.memoAt)
+		e.memoAt = (e.memoAt + 1) % memoSlots
+	}
+	b := build()
+	e.memo[victim] = memoSlot{key: key, b: b}
+	return b
+}

@@ -1,0 +1,42 @@
+package stream
+
+import (
+	"net/http"
+	"time"
+)
+
+func (srv *Server) serveNDJSON(w http.ResponseWriter, r *http.Request) {
+	s := srv.beginHTTP(w, r, TransportNDJSON, r.URL.Query().Get("resume"))
+	if s == nil {
+		return
+	}
+	streamHeaders(w.Header(), "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	code := s.run(&ndjsonWire{httpWire{w: w, rc: http.NewResponseController(w)}}, r.Context().Done())
+	srv.finish(s, code)
+}
+
+// ndjsonWire writes one message per line.
+type ndjsonWire struct{ httpWire }
+
+func (w *ndjsonWire) writeBatch(msgs [][]byte, deadline time.Time) (int, error) {
+	buf := getBuf()
+	defer putBuf(buf)
+	b := (*buf)[:0]
+	for _, m := range msgs {
+		b = append(b, m...)
+		b = append(b, '\n')
+	}
+	*buf = b
+	return w.write(b, deadline)
+}
+
+func (w *ndjsonWire) writeHeartbeat(ts int64, deadline time.Time) error {
+	_, err := w.write(append(encodeHeartbeat(ts), '\n'), deadline)
+	return err
+}
+
+func (w *ndjsonWire) writeClose(code, text string, deadline time.Time) error {
+	_, err := w.write(append(encodeClose(code, text), '\n'), deadline)
+	return err
+}

@@ -1,0 +1,114 @@
+package stream
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"tickerd/conflate"
+	"tickerd/feed"
+)
+
+// symbolError is one entry of a snapshot reply's errors.
+type symbolError struct {
+	Symbol string `json:"symbol"`
+	Code   string `json:"code"`
+}
+
+// serveSnapshot answers GET /v1/snapshot[?symbols=A,B][&fields=..]:
+// {"snapshots":[snapshot messages],"errors":[{"symbol","code"}]}.
+func (srv *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	fields := feed.AllFields
+	if f := q.Get("fields"); f != "" {
+		fs, err := parseFields(splitList(f))
+		if err != nil {
+			writeJSONError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		fields = fs
+	}
+	syms := splitList(q.Get("symbols"))
+	if len(syms) == 0 {
+		syms = srv.src.Symbols()
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	b := append((*buf)[:0], `{"snapshots":[`...)
+	errs := []symbolError{}
+	var v conflate.View
+	n := 0
+	for _, sym := range syms {
+		if !feed.ValidSymbol(sym) {
+			errs = append(errs, symbolError{Symbol: truncate(sym, 40), Code: CodeBadRequest})
+			continue
+		}
+		e := srv.src.Get(sym)
+		if e != nil {
+			e.Read(&v)
+		}
+		if e == nil || v.Seq == 0 {
+			errs = append(errs, symbolError{Symbol: sym, Code: CodeNotFound})
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, encodeData(e, kindSnapshot, &v, v.Set&fields)...)
+	}
+	b = append(b, `],"errors":`...)
+	eb, _ := json.Marshal(errs)
+	b = append(b, eb...)
+	b = append(b, "}\n"...)
+	*buf = b
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(b)
+}
+
+// serveSymbols answers GET /v1/symbols: every symbol holding data, sorted.
+func (srv *Server) serveSymbols(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	_ = json.NewEncoder(w).Encode(map[string][]string{"symbols": srv.src.Symbols()})
+}
+
+// serveSessionOp answers POST /v1/sessions/{id}: one client op for an SSE
+// or NDJSON session. The reply is a JSON array of the op's acks and errors;
+// data follows on the session's stream.
+func (srv *Server) serveSessionOp(w http.ResponseWriter, r *http.Request) {
+	s := srv.session(r.PathValue("id"))
+	if s == nil {
+		writeJSONError(w, http.StatusNotFound, "unknown session")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxOpBytes))
+	var replies [][]byte
+	switch {
+	case err != nil:
+		replies = [][]byte{srv.errorReply(nil, CodeBadRequest, "", "op body unreadable or over 64 KiB")}
+	default:
+		if op, perr := ParseOp(body); perr != nil {
+			replies = [][]byte{srv.opErrorReply(perr)}
+		} else {
+			replies = s.apply(op)
+		}
+	}
+	b := []byte{'['}
+	for i, m := range replies {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m...)
+	}
+	b = append(b, "]\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+func writeJSONError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

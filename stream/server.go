@@ -1,0 +1,325 @@
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tickerd/conflate"
+)
+
+// Source is what sessions read: the conflating cache.
+type Source interface {
+	Watch(symbol string, w conflate.Watcher) *conflate.Watch
+	Get(symbol string) *conflate.Entry
+	Symbols() []string
+}
+
+// Config tunes a Server. Zero fields take the defaults named.
+type Config struct {
+	// MaxHz is the ceiling on messages per symbol per second per session,
+	// and the rate of subscriptions that name none. Default 20.
+	MaxHz float64
+	// Heartbeat is the idle time after which a heartbeat is sent. Default 15s.
+	Heartbeat time.Duration
+	// StallTimeout closes a session whose write makes no progress this
+	// long. Default 30s.
+	StallTimeout time.Duration
+	// MaxConnAge ends streaming connections cleanly at this age. Default 10m.
+	MaxConnAge time.Duration
+	// MaxSymbols is the most symbols one session may subscribe. Default 1000.
+	MaxSymbols int
+	// Retention is how long a closed session can be resumed. Default 60s.
+	Retention time.Duration
+	// AllowedOrigins lists the browser Origins allowed on WebSocket and
+	// SSE. Empty means any origin (open mode: no authentication yet).
+	AllowedOrigins []string
+	// Registerer receives the metrics. Nil means a private registry.
+	Registerer prometheus.Registerer
+	// Log is the logger. Nil means slog.Default().
+	Log *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxHz <= 0 {
+		c.MaxHz = 20
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 30 * time.Second
+	}
+	if c.MaxConnAge <= 0 {
+		c.MaxConnAge = 10 * time.Minute
+	}
+	if c.MaxSymbols <= 0 {
+		c.MaxSymbols = 1000
+	}
+	if c.Retention <= 0 {
+		c.Retention = 60 * time.Second
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// maxRetained bounds the closed sessions kept for resume.
+const maxRetained = 100_000
+
+// Server owns every session and serves the streaming and REST endpoints.
+// Its methods are safe for concurrent use.
+type Server struct {
+	cfg Config
+	src Source
+	m   *metrics
+	log *slog.Logger
+
+	mu       sync.Mutex
+	closing  bool
+	sessions map[string]*Session
+	retained map[string]retained // by resume token
+	wg       sync.WaitGroup      // one per open session, plus the janitor
+	quit     chan struct{}
+}
+
+type retained struct {
+	id      string
+	specs   []subSpec
+	expires time.Time
+}
+
+// NewServer returns a server reading src. Call Shutdown to end it.
+func NewServer(src Source, cfg Config) *Server {
+	cfg.setDefaults()
+	srv := &Server{
+		cfg: cfg, src: src, m: newMetrics(cfg.Registerer), log: cfg.Log,
+		sessions: make(map[string]*Session),
+		retained: make(map[string]retained),
+		quit:     make(chan struct{}),
+	}
+	srv.wg.Add(1)
+	go srv.janitor()
+	return srv
+}
+
+// Register adds the streaming and REST routes to mux.
+func (srv *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/ws", srv.serveWS)
+	mux.HandleFunc("GET /v1/sse", srv.serveSSE)
+	mux.HandleFunc("GET /v1/stream", srv.serveNDJSON)
+	mux.HandleFunc("POST /v1/sessions/{id}", srv.serveSessionOp)
+	mux.HandleFunc("GET /v1/snapshot", srv.serveSnapshot)
+	mux.HandleFunc("GET /v1/symbols", srv.serveSymbols)
+}
+
+// Sessions returns the number of open sessions.
+func (srv *Server) Sessions() int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return len(srv.sessions)
+}
+
+// Shutdown stops accepting sessions, tells every open session to close with
+// "shutdown", and waits for them to finish or ctx to end. Safe to call
+// more than once.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	if !srv.closing {
+		srv.closing = true
+		close(srv.quit)
+	}
+	for _, s := range srv.sessions {
+		s.stopWith(CloseShutdown, "server shutting down")
+	}
+	srv.mu.Unlock()
+	done := make(chan struct{})
+	go func() { srv.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var errClosing = errors.New("stream: server shutting down")
+
+// open creates a session, or revives the retained one named by a resume
+// token. The caller must end it with finish.
+func (srv *Server) open(transport, resumeToken string) (*Session, error) {
+	now := time.Now()
+	s := &Session{
+		transport: transport, srv: srv, created: now,
+		wake:      make(chan struct{}, 1),
+		ctrlSpace: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		subs:      make(map[string]*sub),
+	}
+	srv.mu.Lock()
+	if srv.closing {
+		srv.mu.Unlock()
+		return nil, errClosing
+	}
+	var specs []subSpec
+	if r, ok := srv.retained[resumeToken]; ok && resumeToken != "" {
+		delete(srv.retained, resumeToken)
+		if now.Before(r.expires) && srv.sessions[r.id] == nil {
+			s.id, s.resume, specs = r.id, resumeToken, r.specs
+		}
+	}
+	if s.id == "" {
+		s.id, s.resume = newID(), newID()
+	}
+	srv.sessions[s.id] = s
+	srv.wg.Add(1)
+	srv.mu.Unlock()
+
+	srv.m.byTransport[transport].sessions.Inc()
+	srv.m.byTransport[transport].opened.Inc()
+	s.restore(specs)
+	return s, nil
+}
+
+// finish unregisters a session; unless it ended for a reason that forbids
+// it (shutdown ends the process), it is kept for resume.
+func (srv *Server) finish(s *Session, code string) {
+	specs := s.release()
+	srv.mu.Lock()
+	delete(srv.sessions, s.id)
+	if code != CloseShutdown && code != CloseRevoked && code != CloseUnauthorized && len(srv.retained) < maxRetained {
+		srv.retained[s.resume] = retained{id: s.id, specs: specs, expires: time.Now().Add(srv.cfg.Retention)}
+	}
+	srv.mu.Unlock()
+	srv.m.byTransport[s.transport].sessions.Dec()
+	srv.wg.Done()
+}
+
+// janitor drops expired retained sessions.
+func (srv *Server) janitor() {
+	defer srv.wg.Done()
+	t := time.NewTicker(srv.cfg.Retention / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-srv.quit:
+			return
+		case now := <-t.C:
+			srv.mu.Lock()
+			for tok, r := range srv.retained {
+				if now.After(r.expires) {
+					delete(srv.retained, tok)
+				}
+			}
+			srv.mu.Unlock()
+		}
+	}
+}
+
+func (srv *Server) session(id string) *Session {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.sessions[id]
+}
+
+// clampHz returns the effective rate of a subscription asking for hz.
+func (srv *Server) clampHz(hz float64) float64 {
+	if hz <= 0 || hz > srv.cfg.MaxHz {
+		return srv.cfg.MaxHz
+	}
+	return hz
+}
+
+// errorReply encodes an error message and counts it.
+func (srv *Server) errorReply(id json.RawMessage, code, symbol, msg string) []byte {
+	srv.m.clientError(code)
+	return encodeError(id, code, symbol, msg)
+}
+
+// opErrorReply turns a parse failure into its error message.
+func (srv *Server) opErrorReply(err error) []byte {
+	var oe *OpError
+	if errors.As(err, &oe) {
+		return srv.errorReply(oe.ID, CodeBadRequest, "", oe.Msg)
+	}
+	return srv.errorReply(nil, CodeBadRequest, "", err.Error())
+}
+
+// begin opens a session for a GET request and queues its first messages:
+// the session message (when hello is set) and the replies to the
+// subscription named by the query. It fails only while shutting down.
+func (srv *Server) begin(r *http.Request, transport, resume string, hello bool) (*Session, error) {
+	s, err := srv.open(transport, resume)
+	if err != nil {
+		return nil, err
+	}
+	if hello {
+		s.enqueue(encodeSession(s.id, s.resume))
+	}
+	q := r.URL.Query()
+	op, err := initialOp(q.Get("symbols"), q.Get("fields"), q.Get("maxHz"))
+	switch {
+	case err != nil:
+		s.enqueue(srv.opErrorReply(err))
+	case op != nil:
+		s.enqueue(s.apply(op)...)
+	}
+	return s, nil
+}
+
+// beginHTTP is begin for the HTTP streaming transports: it checks the
+// Origin and answers the request itself when no session can start.
+func (srv *Server) beginHTTP(w http.ResponseWriter, r *http.Request, transport, resume string) *Session {
+	if !srv.originAllowed(r) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return nil
+	}
+	s, err := srv.begin(r, transport, resume, true)
+	if err != nil {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return nil
+	}
+	return s
+}
+
+// originAllowed checks a browser's Origin against the allow-list. Requests
+// without Origin (non-browser clients) pass.
+func (srv *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || len(srv.cfg.AllowedOrigins) == 0 {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, o := range srv.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// newID returns a random URL-safe identifier (128 bits).
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

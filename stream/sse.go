@@ -1,0 +1,85 @@
+package stream
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// streamHeaders stop proxies from buffering or transforming a stream.
+func streamHeaders(h http.Header, contentType string) {
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Connection", "keep-alive")
+}
+
+func (srv *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
+	resume := r.URL.Query().Get("resume")
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		// Event ids are "TOKEN.N": the token names the session.
+		resume, _, _ = strings.Cut(last, ".")
+	}
+	s := srv.beginHTTP(w, r, TransportSSE, resume)
+	if s == nil {
+		return
+	}
+	streamHeaders(w.Header(), "text/event-stream; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	code := s.run(&sseWire{httpWire{w: w, rc: http.NewResponseController(w)}, s}, r.Context().Done())
+	srv.finish(s, code)
+}
+
+// sseWire sends each message as an unnamed event whose id is a resume
+// point; heartbeats are comment lines.
+type sseWire struct {
+	httpWire
+	s *Session
+}
+
+func (w *sseWire) writeBatch(msgs [][]byte, deadline time.Time) (int, error) {
+	buf := getBuf()
+	defer putBuf(buf)
+	b := (*buf)[:0]
+	if w.s.events == 0 {
+		b = append(b, "retry: 1000\n"...)
+	}
+	for i, m := range msgs {
+		b = append(b, "id: "...)
+		b = append(b, w.s.resume...)
+		b = append(b, '.')
+		b = strconv.AppendUint(b, w.s.events+uint64(i)+1, 10)
+		b = append(b, "\ndata: "...)
+		b = append(b, m...)
+		b = append(b, "\n\n"...)
+	}
+	*buf = b
+	return w.write(b, deadline)
+}
+
+func (w *sseWire) writeHeartbeat(ts int64, deadline time.Time) error {
+	b := strconv.AppendInt([]byte(": heartbeat "), ts, 10)
+	_, err := w.write(append(b, "\n\n"...), deadline)
+	return err
+}
+
+func (w *sseWire) writeClose(code, text string, deadline time.Time) error {
+	_, err := w.writeBatch([][]byte{encodeClose(code, text)}, deadline)
+	return err
+}
+
+// httpWire writes to a streaming HTTP response with a deadline per write.
+type httpWire struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (h *httpWire) write(b []byte, deadline time.Time) (int, error) {
+	_ = h.rc.SetWriteDeadline(deadline)
+	n, err := h.w.Write(b)
+	if err == nil {
+		err = h.rc.Flush()
+	}
+	return n, err
+}
