@@ -1,0 +1,40 @@
+# tickerd — see README.md. Each target is a line or a small script.
+GO       ?= go
+ADDR     ?= 127.0.0.1:8080
+FUZZTIME ?= 30s
+PKG      ?= ./...
+
+.PHONY: build run test vet fmt lint bench fuzz loadtest loadtest-quick clean
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+run: build
+	@echo "tickerd: live quotes at http://$(ADDR)/  (Ctrl-C to stop)"
+	./bin/tickerd -addr $(ADDR)
+
+# The whole suite, race detector on, nothing cached.
+test: vet
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w .
+
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+# Benchmarks of the hot paths; results go in docs/performance.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./conflate ./stream ./feed ./simulator
+
+# make fuzz FUZZ=FuzzParseLine PKG=./feed [FUZZTIME=1m]
+fuzz:
+	@test -n "$(FUZZ)" || { echo "usage: make fuzz FUZZ=FuzzName PKG=./pkg [FUZZTIME=30s]"; exit 2; }
+	$(GO) test -run '^$$' -fuzz '^$(FUZZ)$$' -fuzztime $(FUZZTIME) $(PKG)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,176 @@
+package conflate
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/shopspring/decimal"
+	"go.uber.org/goleak"
+
+	"tickerd/feed"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func dec(s string) feed.Value { return feed.DecimalValue(decimal.RequireFromString(s)) }
+
+func update(sym string, kv ...string) *feed.Update {
+	u := &feed.Update{Symbol: sym, TS: 1}
+	for i := 0; i < len(kv); i += 2 {
+		f, ok := feed.ParseField(kv[i])
+		if !ok {
+			panic(kv[i])
+		}
+		u.Put(f, dec(kv[i+1]))
+	}
+	return u
+}
+
+type countWatcher struct{ n atomic.Int64 }
+
+func (w *countWatcher) Notify() { w.n.Add(1) }
+
+func TestApplySeqAndChangedFields(t *testing.T) {
+	c := New()
+	steps := []struct {
+		name    string
+		u       *feed.Update
+		changed bool
+		seq     uint64
+		since1  feed.FieldSet // fields changed since seq 1
+	}{
+		{"first update creates the symbol", update("AAPL", "bid", "1.5", "ask", "1.6"), true, 1, 0},
+		{"same values change nothing", update("AAPL", "bid", "1.50", "ask", "1.6"), false, 1, 0},
+		{"one changed field", update("AAPL", "bid", "1.51", "ask", "1.6"), true, 2, feed.FieldSet(0).With(feed.Bid)},
+		{"a new field", update("AAPL", "volume", "100"), true, 3, feed.FieldSet(0).With(feed.Bid).With(feed.Volume)},
+	}
+	var v View
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if got := c.Apply(st.u); got != st.changed {
+				t.Fatalf("Apply changed = %v, want %v", got, st.changed)
+			}
+			c.Get("AAPL").Read(&v)
+			if v.Seq != st.seq {
+				t.Fatalf("seq = %d, want %d", v.Seq, st.seq)
+			}
+			if got := v.ChangedSince(1); got != st.since1 {
+				t.Fatalf("ChangedSince(1) = %b, want %b", got, st.since1)
+			}
+		})
+	}
+	if got := v.Values[feed.Bid].String(); got != "1.51" {
+		t.Fatalf("bid = %q", got)
+	}
+	if s := c.Stats(); s.Symbols != 1 || s.Applied != 3 || s.Unchanged != 1 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
+
+func TestWatchNotifyAndStop(t *testing.T) {
+	c := New()
+	var a, b countWatcher
+	wa := c.Watch("MSFT", &a)
+	wb := c.Watch("MSFT", &b)
+	if c.Get("MSFT").Seq() != 0 {
+		t.Fatal("watching must not invent data")
+	}
+	if got := c.Symbols(); len(got) != 0 {
+		t.Fatalf("a watched symbol without data is listed: %v", got)
+	}
+	c.Apply(update("MSFT", "bid", "1"))
+	c.Apply(update("MSFT", "bid", "1")) // unchanged: no notification
+	wa.Stop()
+	wa.Stop() // twice is safe
+	c.Apply(update("MSFT", "bid", "2"))
+	if a.n.Load() != 1 || b.n.Load() != 2 {
+		t.Fatalf("notifications a=%d b=%d, want 1 and 2", a.n.Load(), b.n.Load())
+	}
+	wb.Stop()
+	if c.Get("MSFT") == nil {
+		t.Fatal("a symbol with data must stay after its last watcher leaves")
+	}
+}
+
+func TestEmptyEntryRemovedWithLastWatcher(t *testing.T) {
+	c := New()
+	var w countWatcher
+	h := c.Watch("NODATA", &w)
+	if c.Get("NODATA") == nil {
+		t.Fatal("Watch must create the entry")
+	}
+	h.Stop()
+	if c.Get("NODATA") != nil {
+		t.Fatal("an entry with no data and no watchers must be dropped")
+	}
+}
+
+// Concurrent appliers, watchers that come and go, and readers: no update
+// may be lost to an entry being removed, and seq counts every change.
+func TestConcurrentApplyWatchRead(t *testing.T) {
+	c := New()
+	const writers, perWriter = 4, 2000
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var w countWatcher
+			var v View
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sym := fmt.Sprintf("S%d", (n+i)%50)
+				h := c.Watch(sym, &w)
+				h.Entry().Read(&v)
+				h.Stop()
+			}
+		}()
+	}
+	var ww sync.WaitGroup
+	for i := range writers {
+		ww.Add(1)
+		go func() {
+			defer ww.Done()
+			for n := range perWriter {
+				// Each writer owns its own field value stream on its symbols.
+				c.Apply(update(fmt.Sprintf("S%d", n%50), "volume", fmt.Sprint(i*perWriter+n+1)))
+			}
+		}()
+	}
+	ww.Wait()
+	close(stop)
+	wg.Wait()
+	var total uint64
+	var v View
+	for n := range 50 {
+		c.Get(fmt.Sprintf("S%d", n)).Read(&v)
+		total += v.Seq
+	}
+	if total != writers*perWriter {
+		t.Fatalf("sum of seqs = %d, want %d (every apply changes volume)", total, writers*perWriter)
+	}
+}
+
+func TestMemoSharesEncodings(t *testing.T) {
+	c := New()
+	c.Apply(update("IBM", "bid", "1"))
+	e := c.Get("IBM")
+	builds := 0
+	build := func() []byte { builds++; return []byte("x") }
+	k := MemoKey{Seq: 1, Fields: 1}
+	a, b := e.Memo(k, build), e.Memo(k, build)
+	if builds != 1 || &a[0] != &b[0] {
+		t.Fatalf("same key built %d times", builds)
+	}
+	e.Memo(MemoKey{Seq: 1, Fields: 2}, build)
+	if builds != 2 {
+		t.Fatal("different fields must build anew")
+	}
+}
