@@ -1,0 +1,440 @@
+// Package streamtest is a test client for tickerd's streaming transports
+// and the conformance checks every transport must pass. A Conn keeps the
+// view a real client would reconstruct (snapshot, then merged updates) and
+// records every breach of the contract's per-message guarantees as it reads.
+package streamtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Transports the client speaks.
+const (
+	WS     = "ws"
+	SSE    = "sse"
+	NDJSON = "ndjson"
+)
+
+// Transports lists every streaming transport, for table tests.
+var Transports = []string{WS, SSE, NDJSON}
+
+// Msg is any server message; absent members stay zero.
+type Msg struct {
+	Type    string            `json:"type"`
+	ID      json.RawMessage   `json:"id,omitempty"`
+	Symbol  string            `json:"symbol,omitempty"`
+	Symbols []string          `json:"symbols,omitempty"`
+	Seq     uint64            `json:"seq,omitempty"`
+	TS      int64             `json:"ts,omitempty"`
+	Fields  map[string]string `json:"fields,omitempty"`
+	Code    string            `json:"code,omitempty"`
+	Message string            `json:"message,omitempty"`
+	Session string            `json:"session,omitempty"`
+	Resume  string            `json:"resume,omitempty"`
+	Delayed bool              `json:"delayed,omitempty"`
+}
+
+// Decode splits one frame, line or event into its messages: a single JSON
+// object or an array of them.
+func Decode(b []byte) ([]Msg, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '[' {
+		var ms []Msg
+		err := json.Unmarshal(b, &ms)
+		return ms, err
+	}
+	var m Msg
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return []Msg{m}, nil
+}
+
+// Symbol is a client's view of one symbol.
+type Symbol struct {
+	Seq    uint64
+	Fields map[string]string
+}
+
+// Conn is one streaming session seen from the client side. Its methods are
+// safe for concurrent use.
+type Conn struct {
+	Transport string
+	base      string
+	http      *http.Client
+	ws        *websocket.Conn
+	body      io.ReadCloser
+	wsMu      sync.Mutex
+
+	mu         sync.Mutex
+	session    string
+	resume     string
+	lastEvent  string
+	view       map[string]*Symbol
+	gone       map[string]bool // unsubscribed and acknowledged
+	control    []Msg // everything but snapshot, update and heartbeat
+	data       int   // snapshot and update messages read
+	heartbeats int
+	violations []string
+	closed     *Msg
+	err        error
+	done       chan struct{}
+}
+
+// Dial opens a session on base (http://host:port) over transport with the
+// given query (symbols, fields, maxHz, resume ...) and starts reading.
+func Dial(ctx context.Context, base, transport string, q url.Values) (*Conn, error) {
+	return DialHeader(ctx, base, transport, q, nil)
+}
+
+// DialHeader is Dial with extra request headers (Last-Event-ID, Origin).
+func DialHeader(ctx context.Context, base, transport string, q url.Values, h http.Header) (*Conn, error) {
+	c := &Conn{Transport: transport, base: base, http: &http.Client{}, view: map[string]*Symbol{},
+		gone: map[string]bool{}, done: make(chan struct{})}
+	path := map[string]string{WS: "/v1/ws", SSE: "/v1/sse", NDJSON: "/v1/stream"}[transport]
+	if path == "" {
+		return nil, fmt.Errorf("streamtest: unknown transport %q", transport)
+	}
+	u := base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	if transport == WS {
+		d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096}
+		ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(u, "http"), h)
+		if err != nil {
+			if resp != nil {
+				return nil, fmt.Errorf("streamtest: dial %s: %w (HTTP %d)", u, err, resp.StatusCode)
+			}
+			return nil, fmt.Errorf("streamtest: dial %s: %w", u, err)
+		}
+		c.ws = ws
+		go c.readWS()
+		return c, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("streamtest: GET %s: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("streamtest: GET %s: HTTP %d", u, resp.StatusCode)
+	}
+	c.body = resp.Body
+	if transport == SSE {
+		go c.readSSE()
+	} else {
+		go c.readNDJSON()
+	}
+	return c, nil
+}
+
+func (c *Conn) readWS() {
+	defer close(c.done)
+	for {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			c.end(err)
+			return
+		}
+		c.frame(b)
+	}
+}
+
+func (c *Conn) readNDJSON() {
+	defer close(c.done)
+	sc := bufio.NewScanner(c.body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) > 0 {
+			c.frame(sc.Bytes())
+		}
+	}
+	c.end(sc.Err())
+}
+
+func (c *Conn) readSSE() {
+	defer close(c.done)
+	sc := bufio.NewScanner(c.body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var data []byte
+	var id string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if data != nil {
+				c.mu.Lock()
+				if id != "" {
+					c.lastEvent = id
+				}
+				c.mu.Unlock()
+				c.frame(data)
+			}
+			data, id = nil, ""
+		case strings.HasPrefix(line, ":"):
+			c.mu.Lock()
+			c.heartbeats++
+			c.mu.Unlock()
+		case strings.HasPrefix(line, "data:"):
+			if data != nil {
+				data = append(data, '\n')
+			}
+			data = append(data, strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " ")...)
+		case strings.HasPrefix(line, "id:"):
+			id = strings.TrimSpace(strings.TrimPrefix(line, "id:"))
+		case strings.HasPrefix(line, "event:"):
+			c.violate("SSE events must be unnamed, got %q", line)
+		}
+	}
+	c.end(sc.Err())
+}
+
+func (c *Conn) end(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		err = io.EOF
+	}
+	c.err = err
+}
+
+func (c *Conn) violate(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.violateLocked(format, args...)
+}
+
+func (c *Conn) violateLocked(format string, args ...any) {
+	if len(c.violations) < 100 {
+		c.violations = append(c.violations, fmt.Sprintf(format, args...))
+	}
+}
+
+// frame applies one frame's messages, checking the per-message guarantees.
+func (c *Conn) frame(b []byte) {
+	ms, err := Decode(b)
+	if err != nil {
+		c.violate("undecodable frame %.80q: %v", b, err)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range ms {
+		c.applyLocked(&ms[i])
+	}
+}
+
+func (c *Conn) applyLocked(m *Msg) {
+	if (m.Type == "snapshot" || m.Type == "update") && c.gone[m.Symbol] {
+		// On WebSocket the ack follows any data in flight on the same
+		// stream, so nothing may come after it. Over HTTP the ack is the
+		// POST reply and data already collected may still arrive.
+		if c.ws != nil {
+			c.violateLocked("%s: %s seq %d after the unsubscribe ack", m.Symbol, m.Type, m.Seq)
+		}
+		return
+	}
+	switch m.Type {
+	case "unsubscribed":
+		for _, s := range m.Symbols {
+			c.gone[s] = true
+			delete(c.view, s)
+		}
+		c.control = append(c.control, *m)
+	case "subscribed":
+		for _, s := range m.Symbols {
+			delete(c.gone, s)
+		}
+		c.control = append(c.control, *m)
+	case "snapshot":
+		c.data++
+		prev := c.view[m.Symbol]
+		if prev != nil && m.Seq < prev.Seq {
+			c.violateLocked("%s: snapshot seq %d after %d", m.Symbol, m.Seq, prev.Seq)
+		}
+		f := make(map[string]string, len(m.Fields))
+		for k, v := range m.Fields {
+			f[k] = v
+		}
+		c.view[m.Symbol] = &Symbol{Seq: m.Seq, Fields: f}
+	case "update":
+		c.data++
+		prev := c.view[m.Symbol]
+		switch {
+		case prev == nil:
+			c.violateLocked("%s: update seq %d before any snapshot", m.Symbol, m.Seq)
+			return
+		case m.Seq <= prev.Seq:
+			c.violateLocked("%s: update seq %d after %d", m.Symbol, m.Seq, prev.Seq)
+		}
+		if len(m.Fields) == 0 {
+			c.violateLocked("%s: empty update at seq %d", m.Symbol, m.Seq)
+		}
+		for k, v := range m.Fields {
+			if old, ok := prev.Fields[k]; ok && old == v {
+				c.violateLocked("%s: update seq %d carries unchanged %s=%s", m.Symbol, m.Seq, k, v)
+			}
+			prev.Fields[k] = v
+		}
+		prev.Seq = m.Seq
+	case "heartbeat":
+		c.heartbeats++
+	case "session":
+		c.session, c.resume = m.Session, m.Resume
+		c.control = append(c.control, *m)
+	case "close":
+		c.closed = m
+		c.control = append(c.control, *m)
+	default:
+		c.control = append(c.control, *m)
+	}
+}
+
+// Send sends a client op: a WebSocket frame, or POST /v1/sessions/ID whose
+// replies are recorded as if they had come on the stream.
+func (c *Conn) Send(ctx context.Context, op any) error {
+	b, err := json.Marshal(op)
+	if err != nil {
+		return err
+	}
+	return c.SendRaw(ctx, b)
+}
+
+// SendRaw sends the bytes of an op as they are.
+func (c *Conn) SendRaw(ctx context.Context, b []byte) error {
+	if c.ws != nil {
+		c.wsMu.Lock()
+		defer c.wsMu.Unlock()
+		_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		return c.ws.WriteMessage(websocket.TextMessage, b)
+	}
+	id := c.Session()
+	if id == "" {
+		return errors.New("streamtest: no session id yet")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/sessions/"+id, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("streamtest: POST session op: HTTP %d: %s", resp.StatusCode, body)
+	}
+	var ms []Msg
+	if err := json.Unmarshal(body, &ms); err != nil {
+		return fmt.Errorf("streamtest: POST session op reply %q: %w", body, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range ms {
+		c.applyLocked(&ms[i])
+	}
+	return nil
+}
+
+// Close ends the connection and waits for the reader.
+func (c *Conn) Close() {
+	if c.ws != nil {
+		c.ws.Close()
+	} else {
+		c.body.Close()
+	}
+	<-c.done
+}
+
+// Done is closed when the reader has stopped.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Session returns the session id announced by the server ("" for WebSocket).
+func (c *Conn) Session() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+// Resume returns the resume token (SSE: the last event id).
+func (c *Conn) Resume() (token, lastEventID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.resume, c.lastEvent
+}
+
+// View returns a copy of the client's view of every symbol.
+func (c *Conn) View() map[string]Symbol {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]Symbol, len(c.view))
+	for k, v := range c.view {
+		f := make(map[string]string, len(v.Fields))
+		for fk, fv := range v.Fields {
+			f[fk] = fv
+		}
+		out[k] = Symbol{Seq: v.Seq, Fields: f}
+	}
+	return out
+}
+
+// Control returns the control messages read so far (acks, errors, pongs,
+// session, close).
+func (c *Conn) Control() []Msg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Msg(nil), c.control...)
+}
+
+// Counts returns data messages and heartbeats read.
+func (c *Conn) Counts() (data, heartbeats int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.data, c.heartbeats
+}
+
+// Violations returns the breaches of the per-message guarantees seen.
+func (c *Conn) Violations() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.violations...)
+}
+
+// Closed returns the close message, if the server sent one.
+func (c *Conn) Closed() *Msg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Err returns why the reader stopped (nil while it runs).
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
