@@ -85,8 +85,8 @@ type Conn struct {
 	lastEvent  string
 	view       map[string]*Symbol
 	gone       map[string]bool // unsubscribed and acknowledged
-	control    []Msg // everything but snapshot, update and heartbeat
-	data       int   // snapshot and update messages read
+	control    []Msg           // everything but snapshot, update and heartbeat
+	data       int             // snapshot and update messages read
 	heartbeats int
 	violations []string
 	closed     *Msg
