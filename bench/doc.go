@@ -1,0 +1,15 @@
+// Package bench owns the client side of tickerd load tests: sessions over
+// WebSocket, SSE, NDJSON streaming and long-poll that subscribe to symbols
+// picked uniformly or Zipf-skewed from the server's universe, the
+// measurements they take (HDR histograms of ingest-to-client latency,
+// snapshot age and connect time; counts of messages, bytes, failures, server
+// error and close codes), the per-session view used to check convergence
+// against GET /v1/snapshot and seq monotonicity, and the mergeable JSON
+// Report. It also runs the named scenarios (footprint, fanout) that start a
+// tickerd process on loopback and sample its memory and CPU.
+//
+// bench never serves market data and imports no server package: it talks to
+// tickerd only over the public wire protocol, so it measures what any client
+// would see. Its decoder reads only the few keys a load test needs and never
+// builds a map per message.
+package bench
