@@ -90,8 +90,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	closing  bool
-	sessions map[string]*Session
-	retained map[string]retained // by resume token
+	sessions map[string]*Session  // open, by id
+	live     map[string]*Session  // open, by resume token
+	retained map[string]retained // closed, by resume token
 	wg       sync.WaitGroup      // one per open session, plus the janitor
 	quit     chan struct{}
 }
@@ -108,6 +109,7 @@ func NewServer(src Source, cfg Config) *Server {
 	srv := &Server{
 		cfg: cfg, src: src, m: newMetrics(cfg.Registerer), log: cfg.Log,
 		sessions: make(map[string]*Session),
+		live:     make(map[string]*Session),
 		retained: make(map[string]retained),
 		quit:     make(chan struct{}),
 	}
@@ -167,12 +169,28 @@ func (srv *Server) open(transport, resumeToken string) (*Session, error) {
 		wake:      make(chan struct{}, 1),
 		ctrlSpace: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
+		finished:  make(chan struct{}),
 		subs:      make(map[string]*sub),
 	}
 	srv.mu.Lock()
 	if srv.closing {
 		srv.mu.Unlock()
 		return nil, errClosing
+	}
+	if old := srv.live[resumeToken]; old != nil && resumeToken != "" {
+		// The client came back before its old connection was seen to die
+		// (or opened a second one): the newer connection takes over.
+		srv.mu.Unlock()
+		old.stopWith(CloseReplaced, "session resumed by a newer connection")
+		select {
+		case <-old.finished:
+		case <-time.After(2 * closeGrace):
+		}
+		srv.mu.Lock()
+		if srv.closing {
+			srv.mu.Unlock()
+			return nil, errClosing
+		}
 	}
 	var specs []subSpec
 	if r, ok := srv.retained[resumeToken]; ok && resumeToken != "" {
@@ -185,6 +203,7 @@ func (srv *Server) open(transport, resumeToken string) (*Session, error) {
 		s.id, s.resume = newID(), newID()
 	}
 	srv.sessions[s.id] = s
+	srv.live[s.resume] = s
 	srv.wg.Add(1)
 	srv.mu.Unlock()
 
@@ -200,11 +219,13 @@ func (srv *Server) finish(s *Session, code string) {
 	specs := s.release()
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
+	delete(srv.live, s.resume)
 	if code != CloseShutdown && code != CloseRevoked && code != CloseUnauthorized && len(srv.retained) < maxRetained {
 		srv.retained[s.resume] = retained{id: s.id, specs: specs, expires: time.Now().Add(srv.cfg.Retention)}
 	}
 	srv.mu.Unlock()
 	srv.m.byTransport[s.transport].sessions.Dec()
+	close(s.finished)
 	srv.wg.Done()
 }
 

@@ -29,6 +29,7 @@ type Session struct {
 	wake      chan struct{} // capacity 1: many wake-ups merge into one
 	ctrlSpace chan struct{} // capacity 1: the writer drained the control queue
 	stop      chan struct{} // closed by stopWith
+	finished  chan struct{} // closed once the server has let go of it
 	stopOnce  sync.Once
 	stopCode  string
 	stopMsg   string

@@ -14,6 +14,9 @@ const (
 	CloseMaxAge       = "max_age"
 	CloseRevoked      = "revoked"
 	CloseUnauthorized = "unauthorized"
+	// CloseReplaced ends a connection whose session was resumed by a newer
+	// one (an extension of the contract's codes).
+	CloseReplaced = "replaced"
 )
 
 // wire is one transport's framing of messages onto its connection. Only the

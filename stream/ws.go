@@ -128,7 +128,7 @@ func (w *wsWire) writeClose(code, text string, deadline time.Time) error {
 		return err
 	}
 	status := websocket.ClosePolicyViolation // slow_consumer, revoked, unauthorized
-	if code == CloseShutdown || code == CloseMaxAge {
+	if code == CloseShutdown || code == CloseMaxAge || code == CloseReplaced {
 		status = websocket.CloseGoingAway
 	}
 	return w.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(status, code), deadline)

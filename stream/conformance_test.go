@@ -1,0 +1,356 @@
+package stream_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"tickerd/internal/streamtest"
+	"tickerd/stream"
+)
+
+// Every test here runs on every streaming transport: the message set and
+// its guarantees are the same whatever carries them.
+
+func dial(t *testing.T, ts *testServer, transport string, q url.Values) *streamtest.Conn {
+	t.Helper()
+	// The context spans the stream's life: HTTP transports end with it.
+	c, err := streamtest.Dial(context.Background(), ts.base, transport, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if transport != streamtest.WS {
+		streamtest.WaitFor(t, 5*time.Second, "session message", func() error {
+			if c.Session() == "" {
+				return fmt.Errorf("none yet")
+			}
+			return nil
+		})
+	}
+	return c
+}
+
+// waitControl waits for a control message matching pred and returns it.
+func waitControl(t *testing.T, c *streamtest.Conn, what string, pred func(streamtest.Msg) bool) streamtest.Msg {
+	t.Helper()
+	var found streamtest.Msg
+	streamtest.WaitFor(t, 5*time.Second, what, func() error {
+		for _, m := range c.Control() {
+			if pred(m) {
+				found = m
+				return nil
+			}
+		}
+		return fmt.Errorf("control so far: %+v", c.Control())
+	})
+	return found
+}
+
+func idIs(m streamtest.Msg, id int) bool { return string(m.ID) == fmt.Sprint(id) }
+
+func TestOpsAndErrors(t *testing.T) {
+	for _, tr := range streamtest.Transports {
+		t.Run(tr, func(t *testing.T) {
+			ts := newTestServer(t, stream.Config{MaxSymbols: 5})
+			ts.put(t, "AAA", "bid", "1.5", "ask", "1.6")
+			c := dial(t, ts, tr, nil)
+			ctx := context.Background()
+			send := func(raw string) {
+				t.Helper()
+				if err := c.SendRaw(ctx, []byte(raw)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cases := []struct {
+				name string
+				op   string
+				want func(streamtest.Msg) bool
+			}{
+				{"bad symbol refused alone", `{"op":"subscribe","id":1,"symbols":["AAA","bad sym"]}`,
+					func(m streamtest.Msg) bool {
+						return m.Type == "error" && idIs(m, 1) && m.Code == "bad_request" && m.Symbol == "bad sym"
+					}},
+				{"good symbol acknowledged", `{"op":"subscribe","id":1,"symbols":["AAA","bad sym"]}`,
+					func(m streamtest.Msg) bool {
+						return m.Type == "subscribed" && idIs(m, 1) && len(m.Symbols) == 1 && m.Symbols[0] == "AAA"
+					}},
+				{"malformed JSON", `{"op":`, func(m streamtest.Msg) bool {
+					return m.Type == "error" && m.Code == "bad_request" && strings.Contains(m.Message, "malformed")
+				}},
+				{"unknown op", `{"op":"dance","id":2}`, func(m streamtest.Msg) bool {
+					return m.Type == "error" && idIs(m, 2) && m.Code == "bad_request"
+				}},
+				{"missing symbols", `{"op":"subscribe","id":3}`, func(m streamtest.Msg) bool {
+					return m.Type == "error" && idIs(m, 3) && m.Code == "bad_request"
+				}},
+				{"unknown field", `{"op":"subscribe","id":4,"symbols":["AAA"],"fields":["bid","colour"]}`,
+					func(m streamtest.Msg) bool {
+						return m.Type == "error" && idIs(m, 4) && m.Code == "bad_request" && strings.Contains(m.Message, "colour")
+					}},
+				{"ping", `{"op":"ping","id":5}`, func(m streamtest.Msg) bool { return m.Type == "pong" && idIs(m, 5) }},
+				{"over the symbol limit", `{"op":"subscribe","id":6,"symbols":["B1","B2","B3","B4","B5","B6"]}`,
+					func(m streamtest.Msg) bool {
+						return m.Type == "error" && idIs(m, 6) && m.Code == "limit_exceeded" && m.Symbol != ""
+					}},
+				{"unsubscribe", `{"op":"unsubscribe","id":7,"symbols":["AAA"]}`, func(m streamtest.Msg) bool {
+					return m.Type == "unsubscribed" && idIs(m, 7) && len(m.Symbols) == 1
+				}},
+				{"still open after bad ops", `{"op":"ping","id":8}`, func(m streamtest.Msg) bool { return m.Type == "pong" && idIs(m, 8) }},
+			}
+			for _, tc := range cases {
+				send(tc.op)
+				waitControl(t, c, tc.name, tc.want)
+			}
+			// The symbol limit: AAA plus four of B1..B6 fit in 5.
+			var limited int
+			for _, m := range c.Control() {
+				if m.Code == "limit_exceeded" {
+					limited++
+				}
+			}
+			if limited != 2 {
+				t.Errorf("limit_exceeded errors = %d, want 2", limited)
+			}
+			if v := c.Violations(); len(v) > 0 {
+				t.Errorf("violations: %v", v)
+			}
+		})
+	}
+}
+
+func TestSnapshotThenUpdatesOfChangedFields(t *testing.T) {
+	for _, tr := range streamtest.Transports {
+		t.Run(tr, func(t *testing.T) {
+			ts := newTestServer(t, stream.Config{MaxHz: 1000})
+			ts.put(t, "AAA", "bid", "1.5", "ask", "1.6", "status", "trading")
+			c := dial(t, ts, tr, url.Values{"symbols": {"AAA,NEW"}, "fields": {"bid,ask"}})
+			streamtest.WaitFor(t, 5*time.Second, "snapshot", func() error {
+				if v := c.View()["AAA"]; v.Seq != 1 || v.Fields["bid"] != "1.5" || len(v.Fields) != 2 {
+					return fmt.Errorf("view %+v", v)
+				}
+				return nil
+			})
+			ts.put(t, "AAA", "bid", "1.51", "status", "halted") // status is not subscribed
+			ts.put(t, "NEW", "ask", "7")                        // first data of a pending symbol
+			streamtest.WaitFor(t, 5*time.Second, "update and late snapshot", func() error {
+				v := c.View()
+				if v["AAA"].Fields["bid"] != "1.51" || v["NEW"].Fields["ask"] != "7" {
+					return fmt.Errorf("view %+v", v)
+				}
+				return nil
+			})
+			if n, _ := c.Counts(); n != 3 {
+				t.Errorf("data messages = %d, want 3 (snapshot, update, snapshot)", n)
+			}
+			if v := c.Violations(); len(v) > 0 {
+				t.Errorf("violations: %v", v)
+			}
+		})
+	}
+}
+
+func TestMaxHzThrottles(t *testing.T) {
+	for _, tr := range streamtest.Transports {
+		t.Run(tr, func(t *testing.T) {
+			ts := newTestServer(t, stream.Config{MaxHz: 1000})
+			ts.put(t, "HOT", "bid", "0")
+			c := dial(t, ts, tr, url.Values{"symbols": {"HOT"}, "maxHz": {"2"}})
+			start := time.Now()
+			n := 0
+			for time.Since(start) < 1500*time.Millisecond {
+				n++
+				ts.put(t, "HOT", "bid", fmt.Sprint(n))
+				time.Sleep(2 * time.Millisecond)
+			}
+			elapsed := time.Since(start)
+			streamtest.WaitFor(t, 3*time.Second, "converges to the last value", func() error {
+				if got := c.View()["HOT"].Fields["bid"]; got != fmt.Sprint(n) {
+					return fmt.Errorf("bid %s, want %d", got, n)
+				}
+				return nil
+			})
+			msgs, _ := c.Counts()
+			// 2 per second over the run, plus the snapshot and the final catch-up.
+			limit := int(elapsed.Seconds()*2) + 3
+			if msgs > limit {
+				t.Errorf("%d messages for %d updates in %v at maxHz 2; want ≤ %d", msgs, n, elapsed, limit)
+			}
+			t.Logf("%d updates → %d messages", n, msgs)
+		})
+	}
+}
+
+func TestHeartbeatWhenIdle(t *testing.T) {
+	for _, tr := range streamtest.Transports {
+		t.Run(tr, func(t *testing.T) {
+			ts := newTestServer(t, stream.Config{Heartbeat: 100 * time.Millisecond})
+			c := dial(t, ts, tr, nil)
+			streamtest.WaitFor(t, 5*time.Second, "two heartbeats", func() error {
+				if _, hb := c.Counts(); hb < 2 {
+					return fmt.Errorf("%d heartbeats", hb)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+func TestCloseReasons(t *testing.T) {
+	for _, tr := range streamtest.Transports {
+		t.Run(tr+"/max_age", func(t *testing.T) {
+			ts := newTestServer(t, stream.Config{MaxConnAge: 300 * time.Millisecond})
+			c := dial(t, ts, tr, url.Values{"symbols": {"AAA"}})
+			waitClosed(t, c, "max_age")
+		})
+		t.Run(tr+"/shutdown", func(t *testing.T) {
+			ts := newTestServer(t, stream.Config{})
+			c := dial(t, ts, tr, url.Values{"symbols": {"AAA"}})
+			waitControl(t, c, "ack", func(m streamtest.Msg) bool { return m.Type == "subscribed" })
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := ts.srv.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitClosed(t, c, "shutdown")
+		})
+	}
+}
+
+func waitClosed(t *testing.T, c *streamtest.Conn, code string) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("stream not ended")
+	}
+	m := c.Closed()
+	if m == nil || m.Code != code {
+		t.Fatalf("close message %+v, want code %s", m, code)
+	}
+	if c.Transport == streamtest.WS {
+		var ce *websocket.CloseError
+		if err := c.Err(); !asCloseError(err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Fatalf("WebSocket ended with %v, want close frame 1001", err)
+		}
+	}
+}
+
+func asCloseError(err error, ce **websocket.CloseError) bool {
+	e, ok := err.(*websocket.CloseError)
+	*ce = e
+	return ok
+}
+
+func TestResumeRestoresSubscriptions(t *testing.T) {
+	for _, tr := range []string{streamtest.SSE, streamtest.NDJSON, streamtest.WS} {
+		t.Run(tr, func(t *testing.T) {
+			ts := newTestServer(t, stream.Config{})
+			ts.put(t, "AAA", "bid", "1")
+			ts.put(t, "BBB", "bid", "2")
+			ctx := context.Background()
+			// WebSocket has no session message; it resumes a token taken
+			// from an SSE session of the same server.
+			first := dial(t, ts, pick(tr), url.Values{"symbols": {"AAA"}, "fields": {"bid"}})
+			if err := first.Send(ctx, map[string]any{"op": "subscribe", "id": 1, "symbols": []string{"BBB"}}); err != nil {
+				t.Fatal(err)
+			}
+			streamtest.WaitFor(t, 5*time.Second, "both snapshots", func() error {
+				if len(first.View()) != 2 {
+					return fmt.Errorf("view %v", first.View())
+				}
+				return nil
+			})
+			token, lastEvent := first.Resume()
+			id := first.Session()
+			first.Close()
+			ts.put(t, "AAA", "bid", "1.5")
+
+			q := url.Values{"resume": {token}}
+			h := http.Header{}
+			if tr == streamtest.SSE {
+				q = nil
+				h.Set("Last-Event-ID", lastEvent)
+			}
+			var again *streamtest.Conn
+			streamtest.WaitFor(t, 5*time.Second, "resumed session", func() error {
+				c, err := streamtest.DialHeader(ctx, ts.base, tr, q, h)
+				if err != nil {
+					return err
+				}
+				again = c
+				return nil
+			})
+			t.Cleanup(again.Close)
+			streamtest.WaitFor(t, 5*time.Second, "subscriptions restored", func() error {
+				v := again.View()
+				if v["AAA"].Fields["bid"] != "1.5" || v["BBB"].Fields["bid"] != "2" {
+					return fmt.Errorf("view %v", v)
+				}
+				if len(v["AAA"].Fields) != 1 {
+					return fmt.Errorf("field filter lost: %v", v["AAA"].Fields)
+				}
+				return nil
+			})
+			if tr != streamtest.WS && again.Session() != id {
+				t.Errorf("resumed session id %q, want %q", again.Session(), id)
+			}
+		})
+	}
+}
+
+// pick returns the transport that opens the first session of a resume test.
+func pick(tr string) string {
+	if tr == streamtest.WS {
+		return streamtest.SSE
+	}
+	return tr
+}
+
+func TestRESTSnapshotAndSymbols(t *testing.T) {
+	ts := newTestServer(t, stream.Config{})
+	ts.put(t, "BBB", "bid", "2.50", "time", "2026-01-02T03:04:05.123Z")
+	ts.put(t, "AAA", "bid", "1")
+	get := func(path string, v any) {
+		t.Helper()
+		resp, err := http.Get(ts.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var syms struct{ Symbols []string }
+	get("/v1/symbols", &syms)
+	if strings.Join(syms.Symbols, ",") != "AAA,BBB" {
+		t.Fatalf("symbols %v", syms.Symbols)
+	}
+	var snap struct {
+		Snapshots []streamtest.Msg
+		Errors    []struct{ Symbol, Code string }
+	}
+	get("/v1/snapshot?symbols=BBB,zz,CCC", &snap)
+	if len(snap.Snapshots) != 1 || snap.Snapshots[0].Type != "snapshot" || snap.Snapshots[0].Fields["bid"] != "2.5" ||
+		snap.Snapshots[0].Fields["time"] != "2026-01-02T03:04:05.123000Z" || snap.Snapshots[0].Seq != 1 || snap.Snapshots[0].TS == 0 {
+		t.Fatalf("snapshots %+v", snap.Snapshots)
+	}
+	if len(snap.Errors) != 2 || snap.Errors[0].Code != "bad_request" || snap.Errors[1].Code != "not_found" {
+		t.Fatalf("errors %+v", snap.Errors)
+	}
+	get("/v1/snapshot", &snap)
+	if len(snap.Snapshots) != 2 || len(snap.Errors) != 0 {
+		t.Fatalf("all snapshots %+v", snap)
+	}
+}
