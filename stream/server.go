@@ -90,8 +90,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	closing  bool
-	sessions map[string]*Session  // open, by id
-	live     map[string]*Session  // open, by resume token
+	sessions map[string]*Session // open, by id
+	live     map[string]*Session // open, by resume token
 	retained map[string]retained // closed, by resume token
 	wg       sync.WaitGroup      // one per open session, plus the janitor
 	quit     chan struct{}
