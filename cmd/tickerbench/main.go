@@ -1,0 +1,361 @@
+// Command tickerbench is tickerd's load generator: it opens many streaming
+// sessions against running tickerd servers and reports what they saw, or
+// runs a named scenario that starts its own tickerd on loopback. It only
+// parses flags and wires package bench.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"tickerd/bench"
+	"tickerd/internal/cli"
+)
+
+const usageHead = `tickerbench — load generator for tickerd
+
+Usage:
+  tickerbench -url URL[,URL] -transport ws|sse|poll|ndjson -conns N -symbols K
+              [-max-hz H] -duration D [-out report.json] [flags]
+  tickerbench scenario NAME [flags]
+
+A load run opens -conns sessions (spread round-robin over the URLs and over a
+comma list of transports), each subscribed to -symbols symbols chosen from the
+server's GET /v1/symbols (uniformly, or Zipf-skewed with -zipf), connecting
+-rate sessions per second. Once all have connected it measures for -duration,
+checks convergence against GET /v1/snapshot (-check), and prints a table;
+-out writes the JSON report. Progress goes to stderr about once a second. The
+exit status is 1 if a session failed, the server sent an error, the protocol
+was broken or convergence failed; 2 for bad usage.
+
+A scenario starts tickerd itself on a free 127.0.0.1 port (built from the
+module in the working directory, or -tickerd PATH), samples its RSS and CPU
+from /proc, and stops it at the end. Scenarios:
+%s
+Scenario defaults can be scaled down with -conns, -symbols, -duration, -rate
+and -max-hz (e.g. tickerbench scenario fanout -conns 200 -duration 5s).
+
+Flags:
+`
+
+// options are the parsed flags.
+type options struct {
+	urls, transport, out        string
+	conns, symbols, maxHz, proc int
+	duration, settle, timeout   time.Duration
+	rate, zipf, targetKiB       float64
+	seed                        uint64
+	check, quiet                bool
+	tickerd                     string
+	worker, universeFile        string // hidden: set by the parent of a worker
+	set                         map[string]bool
+}
+
+// hidden flags are for worker processes and are left out of -h.
+var hidden = map[string]bool{"worker": true, "universe-file": true}
+
+// scenarioOnly and loadOnly flags are refused in the other mode.
+var (
+	scenarioOnly = []string{"tickerd", "target-kib"}
+	loadOnly     = []string{"url", "transport", "procs", "zipf", "check", "settle"}
+)
+
+func newFlags(stderr io.Writer) (*flag.FlagSet, *options) {
+	o := &options{}
+	fs := flag.NewFlagSet("tickerbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.urls, "url", "", "tickerd base `URL`s, comma-separated (http://127.0.0.1:8080)")
+	fs.StringVar(&o.transport, "transport", "ws", "`transport`: ws, sse, poll or ndjson; a comma list spreads sessions round-robin")
+	fs.IntVar(&o.conns, "conns", 100, "`sessions` to open")
+	fs.IntVar(&o.symbols, "symbols", 10, "`symbols` per session")
+	fs.IntVar(&o.maxHz, "max-hz", 0, "maxHz asked per session (0 = the server's -max-hz)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure once every session has connected")
+	fs.StringVar(&o.out, "out", "", "write the JSON report to `file`")
+	fs.Float64Var(&o.rate, "rate", 500, "new sessions per `second` (0 = all at once)")
+	fs.Float64Var(&o.zipf, "zipf", 0, "Zipf `exponent` of symbol popularity (0 = uniform)")
+	fs.Uint64Var(&o.seed, "seed", 1, "`seed` of the symbol choice")
+	fs.IntVar(&o.proc, "procs", 0, fmt.Sprintf("worker `processes` (0 = one per %d sessions)", bench.FilesPerProc))
+	fs.BoolVar(&o.check, "check", false, "check convergence against GET /v1/snapshot at the end (default: on when -conns <= 5000)")
+	fs.DurationVar(&o.settle, "settle", 0, "wait before the convergence check (0 = one throttle interval + 1s); stop the feed first for an exact check")
+	fs.DurationVar(&o.timeout, "connect-timeout", 10*time.Second, "limit on one connection attempt")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines on stderr")
+	fs.StringVar(&o.tickerd, "tickerd", "", "scenario: tickerd binary `path` (default: go build ./cmd/tickerd)")
+	fs.Float64Var(&o.targetKiB, "target-kib", 12, "scenario footprint: fail when server RSS per session is above this (0 = report only)")
+	fs.StringVar(&o.worker, "worker", "", "internal: run as worker `I/P`")
+	fs.StringVar(&o.universeFile, "universe-file", "", "internal: symbols to pick from, one a line")
+	fs.Usage = func() { usage(fs) }
+	return fs, o
+}
+
+func usage(fs *flag.FlagSet) {
+	var sc strings.Builder
+	for _, s := range bench.Scenarios {
+		fmt.Fprintf(&sc, "  %-10s %s\n", s.Name, s.Doc)
+	}
+	w := fs.Output()
+	fmt.Fprintf(w, usageHead, sc.String())
+	fs.VisitAll(func(f *flag.Flag) {
+		if hidden[f.Name] {
+			return
+		}
+		name, text := flag.UnquoteUsage(f)
+		line := "  -" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, text)
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs, o := newFlags(stderr)
+	pos, err := cli.Parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "tickerbench: "+format+"\n", a...) }
+
+	switch {
+	case len(pos) == 0 && o.worker != "":
+		if err := workerMain(ctx, o, stdout, stderr); err != nil {
+			logf("worker %s: %v", o.worker, err)
+			return 1
+		}
+		return 0
+	case len(pos) == 0:
+		if err := o.refuse(scenarioOnly, "only for scenarios"); err != nil {
+			logf("%v", err)
+			return 2
+		}
+		return loadMain(ctx, o, args, stdout, logf)
+	case pos[0] == "scenario" && len(pos) == 2:
+		if err := o.refuse(loadOnly, "not used by scenarios"); err != nil {
+			logf("%v", err)
+			return 2
+		}
+		return scenarioMain(ctx, o, pos[1], stdout, logf)
+	}
+	logf("unexpected arguments %q; see tickerbench -h", pos)
+	return 2
+}
+
+func (o *options) refuse(names []string, why string) error {
+	for _, n := range names {
+		if o.set[n] {
+			return fmt.Errorf("flag -%s is %s", n, why)
+		}
+	}
+	return nil
+}
+
+// config builds the load configuration from the flags.
+func (o *options) config() (bench.Config, error) {
+	cfg := bench.Config{
+		Conns:          o.conns,
+		Symbols:        o.symbols,
+		MaxHz:          o.maxHz,
+		Duration:       o.duration,
+		Rate:           o.rate,
+		Zipf:           o.zipf,
+		Seed:           o.seed,
+		Check:          o.check,
+		Settle:         o.settle,
+		ConnectTimeout: o.timeout,
+	}
+	for u := range strings.SplitSeq(o.urls, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.URLs = append(cfg.URLs, u)
+		}
+	}
+	if len(cfg.URLs) == 0 {
+		return cfg, errors.New("-url is required (e.g. -url http://127.0.0.1:8080)")
+	}
+	for t := range strings.SplitSeq(o.transport, ",") {
+		cfg.Transports = append(cfg.Transports, strings.TrimSpace(t))
+	}
+	if !o.set["check"] {
+		cfg.Check = o.conns <= 5000
+	}
+	return cfg, nil
+}
+
+func loadMain(ctx context.Context, o *options, args []string, stdout io.Writer, logf func(string, ...any)) int {
+	cfg, err := o.config()
+	if err != nil {
+		logf("%v", err)
+		return 2
+	}
+	if !o.quiet {
+		cfg.Progress = func(p bench.Progress) { logf("%s", p) }
+	}
+	cfg.Logf = logf
+	procs := o.proc
+	if procs <= 0 {
+		procs = bench.DefaultProcs(cfg.Conns)
+	}
+	var rep *bench.Report
+	if procs == 1 {
+		rep, err = bench.Run(ctx, cfg)
+	} else {
+		rep, err = spread(ctx, cfg, procs, args)
+	}
+	if rep == nil {
+		logf("%v", err)
+		return 1
+	}
+	if werr := rep.WriteText(stdout); werr != nil {
+		logf("%v", werr)
+	}
+	if o.out != "" {
+		if werr := writeJSON(o.out, rep); werr != nil {
+			logf("%v", werr)
+			return 1
+		}
+	}
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	if len(rep.Problems()) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// spread re-executes this binary as procs worker processes.
+func spread(ctx context.Context, cfg bench.Config, procs int, args []string) (*bench.Report, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own binary: %w", err)
+	}
+	// The workers get the parent's flags minus those the parent handles,
+	// with -check resolved.
+	fs, _ := newFlags(io.Discard)
+	if _, err := cli.Parse(fs, args); err != nil {
+		return nil, err
+	}
+	var common []string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "procs", "out", "check", "quiet", "worker", "universe-file":
+			return
+		}
+		common = append(common, "-"+f.Name+"="+f.Value.String())
+	})
+	common = append(common, "-check="+strconv.FormatBool(cfg.Check), "-quiet")
+	return bench.Spread(ctx, cfg, procs, func(i int, universe string) *exec.Cmd {
+		wargs := append(append([]string(nil), common...),
+			"-worker", fmt.Sprintf("%d/%d", i, procs), "-universe-file", universe)
+		cmd := exec.Command(exe, wargs...)
+		cmd.Stderr = os.Stderr
+		// Own process group: ^C reaches the parent, which interrupts the
+		// workers so that they report.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		return cmd
+	})
+}
+
+func workerMain(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+	cfg, err := o.config()
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Sscanf(o.worker, "%d/%d", &cfg.Worker, &cfg.Workers); err != nil {
+		return fmt.Errorf("bad -worker %q: %w", o.worker, err)
+	}
+	if o.universeFile != "" {
+		if cfg.Universe, err = bench.ReadUniverse(o.universeFile); err != nil {
+			return err
+		}
+	}
+	cfg.Logf = func(format string, a ...any) {
+		fmt.Fprintf(stderr, "tickerbench worker %s: "+format+"\n", append([]any{o.worker}, a...)...)
+	}
+	return bench.Worker(ctx, cfg, stdout)
+}
+
+func scenarioMain(ctx context.Context, o *options, name string, stdout io.Writer, logf func(string, ...any)) int {
+	sc, err := bench.FindScenario(name)
+	if err != nil {
+		logf("%v", err)
+		return 2
+	}
+	cfg := bench.ScenarioConfig{Tickerd: o.tickerd, Seed: o.seed, TargetKiB: o.targetKiB, Logf: logf}
+	if o.set["conns"] {
+		cfg.Conns = o.conns
+	}
+	if o.set["symbols"] {
+		cfg.Symbols = o.symbols
+	}
+	if o.set["duration"] {
+		cfg.Duration = o.duration
+	}
+	if o.set["rate"] {
+		cfg.Rate = o.rate
+	}
+	if o.set["max-hz"] {
+		cfg.MaxHz = o.maxHz
+	}
+	if !o.quiet {
+		cfg.Progress = func(p bench.Progress) { logf("%s", p) }
+	}
+	rep, err := sc.Run(ctx, cfg)
+	if rep == nil {
+		logf("scenario %s: %v", name, err)
+		return 1
+	}
+	if werr := rep.WriteText(stdout); werr != nil {
+		logf("%v", werr)
+	}
+	if o.out != "" {
+		if werr := writeJSON(o.out, rep); werr != nil {
+			logf("%v", werr)
+			return 1
+		}
+	}
+	if err != nil {
+		logf("scenario %s: %v", name, err)
+		return 1
+	}
+	if len(rep.Problems) > 0 {
+		return 1
+	}
+	return 0
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
