@@ -1,0 +1,242 @@
+package simulator
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tickerd/feed"
+)
+
+// fakeStream is a tickerd stand-in serving /v1/symbols, /v1/stream (NDJSON)
+// and /v1/sessions/ID as the contract describes.
+type fakeStream struct {
+	symbols []string
+	key     string
+	lines   []string // sent after the session message, one per line
+	hold    bool     // keep the stream open after lines
+
+	mu         sync.Mutex
+	subscribed []string // from the URL and POSTed subscribe ops
+	auths      []string
+}
+
+func (f *fakeStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.auths = append(f.auths, r.Header.Get("Authorization"))
+	f.mu.Unlock()
+	if f.key != "" && r.Header.Get("Authorization") != "Bearer "+f.key {
+		http.Error(w, `{"error":"bad key"}`, http.StatusUnauthorized)
+		return
+	}
+	switch {
+	case r.URL.Path == "/v1/symbols":
+		_ = json.NewEncoder(w).Encode(map[string]any{"symbols": f.symbols})
+	case r.URL.Path == "/v1/stream":
+		f.mu.Lock()
+		f.subscribed = append(f.subscribed, strings.Split(r.URL.Query().Get("symbols"), ",")...)
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		fmt.Fprintln(w, `{"type":"session","session":"S1","resume":"R"}`)
+		for _, l := range f.lines {
+			fmt.Fprintln(w, l)
+		}
+		w.(http.Flusher).Flush()
+		if f.hold {
+			<-r.Context().Done()
+		}
+	case r.URL.Path == "/v1/sessions/S1" && r.Method == http.MethodPost:
+		var op struct {
+			Op      string   `json:"op"`
+			Symbols []string `json:"symbols"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&op); err != nil || op.Op != "subscribe" {
+			http.Error(w, `{"error":"bad op"}`, http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		f.subscribed = append(f.subscribed, op.Symbols...)
+		f.mu.Unlock()
+		fmt.Fprintln(w, `[{"type":"subscribed","symbols":[]}]`)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+var quietLog = slog.New(slog.DiscardHandler)
+
+func record(t *testing.T, ctx context.Context, cfg RecordConfig) (RecordStats, []feed.Update, error) {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := NewCaptureWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Log = quietLog
+	st, rerr := Record(ctx, cfg, w)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readCapture(t, buf.Bytes())
+	if err != nil {
+		t.Fatalf("reading the recorded capture: %v", err)
+	}
+	return st, got, rerr
+}
+
+func TestRecord(t *testing.T) {
+	f := &fakeStream{
+		symbols: []string{"AAPL", "MSFT"},
+		key:     "k1",
+		lines: []string{
+			`{"type":"subscribed","id":0,"symbols":["AAPL","MSFT"]}`,
+			`[{"type":"snapshot","symbol":"AAPL","seq":3,"ts":1700000000000001,"fields":{"bid":"189.12","ask":"189.14","status":"trading"}},` +
+				`{"type":"snapshot","symbol":"MSFT","seq":1,"ts":1700000000000002,"fields":{"last":"415.5","time":"2024-01-02T15:04:05.123456Z"}}]`,
+			`{"type":"heartbeat","ts":1700000000000003}`,
+			``,
+			`{"type":"update","symbol":"AAPL","seq":4,"ts":1700000000000004,"fields":{"bid":"189.13"},"delayed":true}`,
+			`{"type":"error","id":1,"code":"not_entitled","symbol":"IBM","message":"no"}`,
+			`{"type":"update","symbol":"MSFT","seq":2,"ts":1700000000000005,"fields":{"volume":12345,"nope":"1","ask":"x"}}`,
+			`{"type":"close","code":"shutdown","message":"bye"}`,
+			`{"type":"update","symbol":"AAPL","seq":5,"ts":1700000000000006,"fields":{"bid":"1"}}`,
+		},
+	}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	st, got, err := record(t, context.Background(), RecordConfig{URL: srv.URL, Key: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (RecordStats{Snapshots: 2, Updates: 2, Closed: "shutdown"}) {
+		t.Errorf("stats %+v", st)
+	}
+	want := []string{
+		`{"symbol":"AAPL","fields":{"bid":"189.12","ask":"189.14","status":"trading"},"ts":1700000000000001}`,
+		`{"symbol":"MSFT","fields":{"last":"415.5","time":"2024-01-02T15:04:05.123456Z"},"ts":1700000000000002}`,
+		`{"symbol":"AAPL","fields":{"bid":"189.13"},"ts":1700000000000004}`,
+		`{"symbol":"MSFT","fields":{"volume":"12345"},"ts":1700000000000005}`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("recorded %d updates, want %d", len(got), len(want))
+	}
+	for i := range got {
+		line, err := appendLine(nil, &got[i], true)
+		if err != nil || strings.TrimSpace(string(line)) != want[i] {
+			t.Errorf("update %d: %s, want %s (%v)", i, line, want[i], err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Equal(f.subscribed, []string{"AAPL", "MSFT"}) {
+		t.Errorf("subscribed %v", f.subscribed)
+	}
+	for _, a := range f.auths {
+		if a != "Bearer k1" {
+			t.Errorf("request with Authorization %q", a)
+		}
+	}
+}
+
+func TestRecordManySymbols(t *testing.T) {
+	names := newSim(t, Config{Symbols: 1234}).Symbols()
+	f := &fakeStream{lines: []string{`{"type":"close","code":"max_age"}`}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	if _, _, err := record(t, context.Background(), RecordConfig{URL: srv.URL, Symbols: names}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Equal(f.subscribed, names) {
+		t.Errorf("subscribed %d symbols, want all %d in order", len(f.subscribed), len(names))
+	}
+}
+
+func TestRecordStopsWithContext(t *testing.T) {
+	f := &fakeStream{
+		symbols: []string{"AAPL"},
+		lines:   []string{`{"type":"update","symbol":"AAPL","seq":1,"ts":5,"fields":{"bid":"1"}}`},
+		hold:    true,
+	}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	st, got, err := record(t, ctx, RecordConfig{URL: srv.URL})
+	if err != nil || st.Updates != 1 || len(got) != 1 {
+		t.Errorf("Record: %v, stats %+v, %d updates", err, st, len(got))
+	}
+}
+
+func TestRecordErrors(t *testing.T) {
+	srv := httptest.NewServer(&fakeStream{key: "right"})
+	defer srv.Close()
+	empty := httptest.NewServer(&fakeStream{})
+	defer empty.Close()
+	tests := []struct {
+		name string
+		cfg  RecordConfig
+		want string
+	}{
+		{"bad url", RecordConfig{URL: "nope"}, "bad tickerd URL"},
+		{"bad key", RecordConfig{URL: srv.URL, Key: "wrong"}, "401"},
+		{"no symbols", RecordConfig{URL: empty.URL}, "no symbols"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := record(t, context.Background(), tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Record: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadLine(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	tests := []struct {
+		name  string
+		in    string
+		limit int
+		want  []string
+		err   bool
+	}{
+		{"lines", "a\nbb\n", 10, []string{"a", "bb"}, false},
+		{"last without newline", "a\nbb", 10, []string{"a", "bb"}, false},
+		{"longer than the buffer", long + "\n", 200, []string{long}, false},
+		{"over the limit", long + "\n", 50, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			br := bufio.NewReaderSize(strings.NewReader(tt.in), 16)
+			var got []string
+			for {
+				line, err := readLine(br, tt.limit)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					if !tt.err {
+						t.Fatal(err)
+					}
+					return
+				}
+				got = append(got, string(line))
+			}
+			if tt.err || !slices.Equal(got, tt.want) {
+				t.Errorf("lines %q, want %q (error %v)", got, tt.want, tt.err)
+			}
+		})
+	}
+}

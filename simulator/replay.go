@@ -1,0 +1,303 @@
+package simulator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"tickerd/feed"
+)
+
+// Speed scales the recorded pace of a capture: 1 replays in real time, 10
+// ten times faster. MaxSpeed replays as fast as the receiver takes.
+type Speed float64
+
+// MaxSpeed replays without pacing.
+const MaxSpeed = Speed(math.MaxFloat64)
+
+// ErrSpeed is wrapped by ParseSpeed's errors.
+var ErrSpeed = errors.New("simulator: bad speed")
+
+// ParseSpeed parses "max", or a positive multiple with an optional x:
+// "1x", "10x", "0.5x", "2".
+func ParseSpeed(s string) (Speed, error) {
+	if strings.EqualFold(s, "max") {
+		return MaxSpeed, nil
+	}
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSuffix(s, "x"), "X"), 64)
+	if err != nil || !(v > 0) || math.IsInf(v, 0) || v > 1e6 {
+		return 0, fmt.Errorf("%w %q: want max or a multiple like 1x, 10x, 0.5x (at most 1000000x)", ErrSpeed, s)
+	}
+	return Speed(v), nil
+}
+
+// String returns "max" or the multiple with an x ("10x").
+func (s Speed) String() string {
+	if s >= MaxSpeed {
+		return "max"
+	}
+	return strconv.FormatFloat(float64(s), 'g', -1, 64) + "x"
+}
+
+// Set parses s, so a *Speed is a flag.Value.
+func (s *Speed) Set(v string) error {
+	p, err := ParseSpeed(v)
+	if err != nil {
+		return err
+	}
+	*s = p
+	return nil
+}
+
+// Summary describes a capture as a whole.
+type Summary struct {
+	Updates int64 // lines holding an update (blank lines not counted)
+	First   int64 // ts of the first line, Unix microseconds
+	Last    int64 // ts of the last line
+}
+
+// Span returns the recorded time between the first and the last update.
+func (s Summary) Span() time.Duration { return time.Duration(s.Last-s.First) * time.Microsecond }
+
+// Summarize reads a capture through, counting its lines and finding the
+// first and last ts without parsing the updates in full (Next still checks
+// each line when replayed). It is much faster than reading with Next.
+func Summarize(r io.Reader) (Summary, error) {
+	cr, err := NewCaptureReader(r)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer cr.Close()
+	var s Summary
+	for cr.sc.Scan() {
+		cr.line++
+		b := cr.sc.Bytes()
+		if isBlank(bytes.TrimSuffix(b, []byte{'\r'})) {
+			continue
+		}
+		ts, ok := findTS(b)
+		if !ok {
+			return s, &CaptureError{Line: cr.line, Err: errors.New(`no integer "ts"`)}
+		}
+		if s.Updates == 0 {
+			s.First = ts
+		}
+		s.Last = ts
+		s.Updates++
+	}
+	if err := cr.sc.Err(); err != nil {
+		return s, &CaptureError{Line: cr.line + 1, Err: fmt.Errorf("unreadable capture: %w", err)}
+	}
+	return s, nil
+}
+
+// findTS returns the integer after the last "ts": of a line; field values
+// are JSON strings, so the key is the only such text outside the symbol
+// and values, which never contain a quote.
+func findTS(b []byte) (int64, bool) {
+	i := bytes.LastIndex(b, []byte(`"ts":`))
+	if i < 0 {
+		return 0, false
+	}
+	b = bytes.TrimLeft(b[i+len(`"ts":`):], " \t")
+	j := 0
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	ts, err := strconv.ParseInt(string(b[:j]), 10, 64)
+	return ts, err == nil
+}
+
+// Progress is a replay's state at one moment.
+type Progress struct {
+	Sent     int64     // updates delivered since Run began, all passes
+	Pass     int       // the pass under way, from 1; 0 before Run
+	InPass   int64     // updates delivered in this pass
+	Position time.Time // recorded ts of the last update delivered; zero before the first
+	Rate     float64   // updates per second delivered over about the last second (over the whole run once Done)
+	Started  time.Time // when Run began
+	Done     bool      // Run has returned
+}
+
+// Remaining estimates the wall time left in this pass, given the capture's
+// Summary and the replay speed; ok is false when there is nothing to go on
+// yet.
+func (p Progress) Remaining(s Summary, speed Speed) (d time.Duration, ok bool) {
+	if p.Position.IsZero() {
+		return 0, false
+	}
+	if speed < MaxSpeed {
+		left := time.Duration(s.Last-p.Position.UnixMicro()) * time.Microsecond
+		return max(time.Duration(float64(left)/float64(speed)), 0), true
+	}
+	if p.Rate <= 0 {
+		return 0, false
+	}
+	return time.Duration(float64(max(s.Updates-p.InPass, 0)) / p.Rate * float64(time.Second)), true
+}
+
+// Replayer delivers the updates of a capture at their recorded pace scaled
+// by Speed, once or in a loop. Set its fields before Run; Progress may be
+// called from any goroutine at any time.
+type Replayer struct {
+	// Open opens the capture at its start; Run calls it once per pass and
+	// closes what it returns. Required.
+	Open func() (*CaptureReader, error)
+	// Speed scales the recorded gaps between updates. Zero means 1x.
+	Speed Speed
+	// Loop replays the capture again and again until ctx is done.
+	Loop bool
+
+	mu    sync.Mutex
+	p     Progress
+	meter rateMeter
+}
+
+// ReplayFile returns a Replayer of the capture file at path.
+func ReplayFile(path string, speed Speed, loop bool) *Replayer {
+	return &Replayer{Open: func() (*CaptureReader, error) { return OpenCapture(path) }, Speed: speed, Loop: loop}
+}
+
+// Progress returns the replay's progress so far.
+func (r *Replayer) Progress() Progress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.p
+	if !p.Done {
+		p.Rate = r.meter.at(time.Now())
+	}
+	return p
+}
+
+// maxLag is how far behind its schedule a replay may fall (a slow receiver)
+// before it forgets the lag instead of catching up in a burst.
+const maxLag = time.Second
+
+// Run delivers every update of the capture to deliver, in order, waiting
+// between two of them their recorded gap divided by Speed (an update whose
+// ts is behind an earlier one's goes at once, and the gap after it counts
+// from the highest ts so far). deliver is called from Run's goroutine
+// only, with the recorded ts in u.TS; it must not keep u; an error from it
+// ends Run. Run returns nil after the last update (of the last pass when
+// not looping), ctx.Err() when ctx ends first, or the capture's error. A
+// looping replay of an empty capture returns at once.
+func (r *Replayer) Run(ctx context.Context, deliver func(u *feed.Update) error) error {
+	if r.Open == nil {
+		return errors.New("simulator: Replayer.Open is nil")
+	}
+	speed := r.Speed
+	if speed == 0 {
+		speed = 1
+	}
+	r.mu.Lock()
+	r.p = Progress{Started: time.Now()}
+	r.meter = rateMeter{start: r.p.Started}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.p.Done = true
+		if d := time.Since(r.p.Started); d > 0 {
+			r.p.Rate = float64(r.p.Sent) / d.Seconds()
+		}
+		r.mu.Unlock()
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for pass := 1; ; pass++ {
+		n, err := r.pass(ctx, pass, speed, timer, deliver)
+		if err != nil || !r.Loop || n == 0 {
+			return err
+		}
+	}
+}
+
+// pass replays the capture once and returns how many updates it delivered.
+func (r *Replayer) pass(ctx context.Context, pass int, speed Speed, timer *time.Timer,
+	deliver func(u *feed.Update) error) (int64, error) {
+	cr, err := r.Open()
+	if err != nil {
+		return 0, err
+	}
+	defer cr.Close()
+	r.mu.Lock()
+	r.p.Pass, r.p.InPass = pass, 0
+	r.mu.Unlock()
+	var u feed.Update
+	var n int64
+	var base time.Time  // wall time at which the first update was delivered
+	var high, pos int64 // highest ts so far; recorded time since the first update, without backward steps
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		switch err := cr.Next(&u); {
+		case errors.Is(err, io.EOF):
+			return n, nil
+		case err != nil:
+			return n, err
+		}
+		if n == 0 {
+			base, high = time.Now(), u.TS
+		} else if gap := u.TS - high; gap > 0 {
+			pos, high = pos+gap, u.TS
+		}
+		ts := u.TS
+		if n > 0 && speed < MaxSpeed {
+			due := base.Add(time.Duration(float64(pos) * float64(time.Microsecond) / float64(speed)))
+			now := time.Now()
+			if lag := now.Sub(due); lag > maxLag {
+				base = base.Add(lag) // resume the recorded pace from here, without a burst
+			} else if wait := due.Sub(now); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-ctx.Done():
+					return n, ctx.Err()
+				case <-timer.C:
+				}
+			}
+		}
+		if err := deliver(&u); err != nil {
+			return n, err
+		}
+		n++
+		now := time.Now()
+		r.mu.Lock()
+		r.meter.add(now)
+		r.p.Sent++
+		r.p.InPass = n
+		r.p.Position = time.UnixMicro(ts)
+		r.mu.Unlock()
+	}
+}
+
+// rateMeter measures a rate over windows of about a second.
+type rateMeter struct {
+	start time.Time
+	count int64
+	rate  float64 // of the last full window
+}
+
+// add counts one event at now.
+func (m *rateMeter) add(now time.Time) {
+	m.count++
+	if d := now.Sub(m.start); d >= time.Second {
+		m.rate = float64(m.count) / d.Seconds()
+		m.start, m.count = now, 0
+	}
+}
+
+// at returns the rate at now: that of the last full window, or lower when
+// the current window has run long without events.
+func (m *rateMeter) at(now time.Time) float64 {
+	if d := now.Sub(m.start); d >= 2*time.Second {
+		return float64(m.count) / d.Seconds()
+	}
+	return m.rate
+}
