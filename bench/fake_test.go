@@ -19,8 +19,8 @@ import (
 // heartbeats. Its final state is what GET /v1/snapshot serves.
 type fake struct {
 	symbols []string
-	n       int    // last seq of every symbol
-	mode    string // "" or a misbehaviour: seq_backwards, error, close, max_age, bad_json
+	n       int          // last seq of every symbol
+	mode    string       // "" or a misbehaviour: seq_backwards, error, close, max_age, bad_json
 	ageOuts atomic.Int32 // max_age mode: connections still to close
 	mu      sync.Mutex
 	polls   map[string]int // poll session -> polls served
