@@ -45,6 +45,9 @@ type RecordConfig struct {
 	// Log gets the server's error and close messages. Nil means
 	// slog.Default().
 	Log *slog.Logger
+	// Progress, if set, is called from Record's goroutine after each
+	// message written, with the counts so far. It must be quick.
+	Progress func(RecordStats)
 }
 
 // RecordStats counts what Record wrote.
@@ -219,6 +222,9 @@ func (r *recorder) write(m *streamMsg, u *feed.Update) error {
 		r.stats.Snapshots++
 	} else {
 		r.stats.Updates++
+	}
+	if r.cfg.Progress != nil {
+		r.cfg.Progress(r.stats)
 	}
 	return nil
 }

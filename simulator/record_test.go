@@ -114,9 +114,14 @@ func TestRecord(t *testing.T) {
 	}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	st, got, err := record(t, context.Background(), RecordConfig{URL: srv.URL, Key: "k1"})
+	var seen []RecordStats
+	progress := func(st RecordStats) { seen = append(seen, st) }
+	st, got, err := record(t, context.Background(), RecordConfig{URL: srv.URL, Key: "k1", Progress: progress})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(seen) != 4 || seen[3] != (RecordStats{Snapshots: 2, Updates: 2}) {
+		t.Errorf("progress calls %+v", seen)
 	}
 	if st != (RecordStats{Snapshots: 2, Updates: 2, Closed: "shutdown"}) {
 		t.Errorf("stats %+v", st)

@@ -301,3 +301,28 @@ func (m *rateMeter) at(now time.Time) float64 {
 	}
 	return m.rate
 }
+
+// Format renders p as one line for a progress display: updates sent, rate,
+// position in the capture and the time left in this pass, e.g.
+// "pass 2: 12345 updates sent, 2000/s, at 2024-01-02T15:04:05Z (41%), 1m30s left".
+func (p Progress) Format(s Summary, speed Speed) string {
+	var b strings.Builder
+	if p.Pass > 1 {
+		fmt.Fprintf(&b, "pass %d: ", p.Pass)
+	}
+	fmt.Fprintf(&b, "%d updates sent, %.0f/s", p.Sent, p.Rate)
+	if !p.Position.IsZero() {
+		fmt.Fprintf(&b, ", at %s", p.Position.UTC().Format(time.RFC3339))
+		if span := s.Last - s.First; span > 0 {
+			done := float64(p.Position.UnixMicro()-s.First) / float64(span)
+			fmt.Fprintf(&b, " (%.0f%%)", 100*min(max(done, 0), 1))
+		}
+	}
+	switch left, ok := p.Remaining(s, speed); {
+	case p.Done:
+		b.WriteString(", done")
+	case ok:
+		fmt.Fprintf(&b, ", %s left", left.Round(time.Second))
+	}
+	return b.String()
+}

@@ -208,3 +208,28 @@ func TestProgressRemaining(t *testing.T) {
 		})
 	}
 }
+
+func TestProgressFormat(t *testing.T) {
+	sum := Summary{Updates: 1000, First: 1_700_000_000_000_000, Last: 1_700_000_100_000_000}
+	at := time.UnixMicro(1_700_000_040_000_000)
+	tests := []struct {
+		name string
+		p    Progress
+		want string
+	}{
+		{"not started", Progress{}, "0 updates sent, 0/s"},
+		{"under way", Progress{Sent: 400, InPass: 400, Rate: 10, Position: at, Pass: 1},
+			"400 updates sent, 10/s, at 2023-11-14T22:14:00Z (40%), 1m0s left"},
+		{"second pass", Progress{Sent: 1400, InPass: 400, Rate: 10, Position: at, Pass: 2},
+			"pass 2: 1400 updates sent, 10/s, at 2023-11-14T22:14:00Z (40%), 1m0s left"},
+		{"done", Progress{Sent: 1000, Rate: 10, Position: time.UnixMicro(sum.Last), Pass: 1, Done: true},
+			"1000 updates sent, 10/s, at 2023-11-14T22:15:00Z (100%), done"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.Format(sum, 1); got != tt.want {
+				t.Errorf("Format = %q\nwant       %q", got, tt.want)
+			}
+		})
+	}
+}

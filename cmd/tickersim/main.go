@@ -1,0 +1,146 @@
+// Command tickersim simulates, records and replays market data for tickerd.
+//
+//	tickersim gen -symbols N -rate R -duration D -seed S (-o CAPTURE | -to URL)
+//	tickersim record -from URL [-symbols A,B] -o CAPTURE [-duration D] [-key K]
+//	tickersim replay CAPTURE -to URL [-speed 1x|10x|max] [-loop] [-key K]
+//
+// It only parses flags and wires; the work is done by package simulator.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `tickersim simulates, records and replays market data for tickerd.
+
+Usage:
+  tickersim gen -symbols N -rate R -duration D -seed S (-o CAPTURE | -to URL)
+  tickersim record -from URL [-symbols A,B] -o CAPTURE [-duration D] [-key K]
+  tickersim replay CAPTURE -to URL [-speed 1x|10x|max] [-loop] [-key K]
+
+A capture is zstd-compressed NDJSON, one {"symbol":..,"fields":{..},"ts":..}
+per line. URLs are a tickerd base URL (http://127.0.0.1:8080). Flags may come
+before or after positional arguments. Run "tickersim COMMAND -h" for a
+command's flags.
+`
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the work failed
+	exitUsage = 2 // bad command line
+)
+
+// env is what a command runs with.
+type env struct {
+	stdout, stderr io.Writer
+	log            *slog.Logger
+	stderrTTY      bool // stderr is a terminal: progress redraws one line
+}
+
+// command is one subcommand: its usage header, and a function that defines
+// its flags and returns what runs once they are parsed.
+type command struct {
+	usage string
+	setup func(fs *flag.FlagSet) func(ctx context.Context, e env, args []string) int
+}
+
+var commands = map[string]command{
+	"gen":    genCommand,
+	"record": recordCommand,
+	"replay": replayCommand,
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, isTerminal(os.Stderr))
+	stop()
+	os.Exit(code)
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// run runs the command line args and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tickersim: unknown command %q (want gen, record or replay; see tickersim -h)\n", args[0])
+		return exitUsage
+	}
+	name := args[0]
+	fs := flag.NewFlagSet("tickersim "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	runCmd := cmd.setup(fs)
+	positional, err := parseInterleaved(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "Usage:\n  %s\n\nFlags:\n", cmd.usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return exitOK
+	}
+	if err != nil {
+		return usageError(stderr, name, err)
+	}
+	e := env{stdout: stdout, stderr: stderr, log: slog.New(slog.NewTextHandler(stderr, nil)), stderrTTY: tty}
+	return runCmd(ctx, e, positional)
+}
+
+// usageError prints a one-line error about the command line of a command
+// and returns exitUsage.
+func usageError(stderr io.Writer, name string, err error) int {
+	fmt.Fprintf(stderr, "tickersim %s: %v (see tickersim %s -h)\n", name, err, name)
+	return exitUsage
+}
+
+// parseInterleaved parses args with fs, letting flags come before or after
+// positional arguments, and returns the positional ones. After "--"
+// everything is positional.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if consumed := args[:len(args)-len(rest)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
