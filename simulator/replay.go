@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,6 +165,51 @@ type Replayer struct {
 // ReplayFile returns a Replayer of the capture file at path.
 func ReplayFile(path string, speed Speed, loop bool) *Replayer {
 	return &Replayer{Open: func() (*CaptureReader, error) { return OpenCapture(path) }, Speed: speed, Loop: loop}
+}
+
+// ParseReplaySource returns a Replayer of the capture named by the argument
+// of tickerd's "-feed replay:PATH[?speed=10x&loop=1]" (without "replay:").
+// speed is as ParseSpeed (default 1x); loop is a boolean (1, true, 0,
+// false). The file must exist.
+func ParseReplaySource(s string) (*Replayer, error) {
+	path, query, _ := strings.Cut(s, "?")
+	if path == "" {
+		return nil, fmt.Errorf("simulator: replay source %q: no capture path", s)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("simulator: replay source: %w", err)
+	}
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fmt.Errorf("simulator: replay source %q: %w", s, err)
+	}
+	speed, loop := Speed(1), false
+	for k, vs := range params {
+		v := vs[len(vs)-1]
+		switch k {
+		case "speed":
+			if speed, err = ParseSpeed(v); err != nil {
+				return nil, err
+			}
+		case "loop":
+			if loop, err = strconv.ParseBool(v); err != nil {
+				return nil, fmt.Errorf("simulator: replay source: loop=%q: want 1, true, 0 or false", v)
+			}
+		default:
+			return nil, fmt.Errorf("simulator: replay source %q: unknown parameter %q (want speed, loop)", s, k)
+		}
+	}
+	return ReplayFile(path, speed, loop), nil
+}
+
+// Feed runs the replay into sink as a live feed: each update goes with TS
+// zero, so the sink stamps its own ingest time. It returns as Run does.
+func (r *Replayer) Feed(ctx context.Context, sink feed.Sink) error {
+	return r.Run(ctx, func(u *feed.Update) error {
+		u.TS = 0
+		sink.Apply(u)
+		return nil
+	})
 }
 
 // Progress returns the replay's progress so far.

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -231,5 +234,67 @@ func TestProgressFormat(t *testing.T) {
 				t.Errorf("Format = %q\nwant       %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseReplaySource(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cap.zst")
+	data, updates := spacedCapture(t, 10, 0)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		in    string
+		speed Speed
+		loop  bool
+		err   string
+	}{
+		{path, 1, false, ""},
+		{path + "?speed=10x", 10, false, ""},
+		{path + "?speed=max&loop=1", MaxSpeed, true, ""},
+		{path + "?loop=false", 1, false, ""},
+		{"", 0, false, "no capture path"},
+		{path + ".missing", 0, false, "no such file"},
+		{path + "?speed=fast", 0, false, "bad speed"},
+		{path + "?loop=maybe", 0, false, "loop="},
+		{path + "?pace=2", 0, false, `unknown parameter "pace"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			r, err := ParseReplaySource(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want one containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Speed != tt.speed || r.Loop != tt.loop {
+				t.Errorf("speed %v loop %v, want %v %v", r.Speed, r.Loop, tt.speed, tt.loop)
+			}
+		})
+	}
+	r, err := ParseReplaySource(path + "?speed=max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &recordSink{}
+	if err := r.Feed(context.Background(), sink); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.all()
+	if len(got) != len(updates) {
+		t.Fatalf("fed %d updates, want %d", len(got), len(updates))
+	}
+	for i := range got {
+		if got[i].TS != 0 {
+			t.Fatalf("update %d fed with ts %d, want 0", i, got[i].TS)
+		}
+		got[i].TS = updates[i].TS
+		if !sameUpdate(&got[i], &updates[i]) {
+			t.Fatalf("update %d differs", i)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package simulator
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"time"
 
@@ -92,7 +91,7 @@ func (s *Sim) Generate(ctx context.Context, w *CaptureWriter, start time.Time, d
 		s.Next(&u, start.Add(time.Duration(off)*time.Microsecond))
 		u.TS = startUS + off
 		if err := w.Write(&u); err != nil {
-			return n, fmt.Errorf("simulator: generate: %w", err)
+			return n, err
 		}
 		n++
 	}
