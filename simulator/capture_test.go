@@ -335,3 +335,28 @@ func BenchmarkCaptureWrite(b *testing.B) {
 		i++
 	}
 }
+
+func BenchmarkCaptureRead(b *testing.B) {
+	data := writeCapture(b, simUpdates(b, Config{}, 10_000))
+	b.SetBytes(int64(len(data)) / 10_000) // compressed bytes per update
+	b.ReportAllocs()
+	var u feed.Update
+	var r *CaptureReader
+	for b.Loop() {
+		if r == nil {
+			var err error
+			if r, err = NewCaptureReader(bytes.NewReader(data)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := r.Next(&u); errors.Is(err, io.EOF) {
+			r.Close()
+			r = nil
+		} else if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if r != nil {
+		r.Close()
+	}
+}
