@@ -91,7 +91,9 @@ func showProgress(w io.Writer, tty bool, rp *simulator.Replayer, sum simulator.S
 			showLine(w, tty, rp.Progress().Format(sum, speed), true)
 			return
 		case <-t.C:
-			showLine(w, tty, rp.Progress().Format(sum, speed), false)
+			if p := rp.Progress(); !p.Done { // the last line comes with stop
+				showLine(w, tty, p.Format(sum, speed), false)
+			}
 		}
 	}
 }
