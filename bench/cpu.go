@@ -9,8 +9,11 @@ import (
 	"time"
 )
 
-// cpuTime is a process's user and system CPU time.
-type cpuTime struct{ user, sys time.Duration }
+// cpuTime is a process's user and system CPU time, and its peak RSS.
+type cpuTime struct {
+	user, sys time.Duration
+	maxRSS    int64 // bytes
+}
 
 // ownCPU returns this process's CPU time so far (getrusage).
 func ownCPU() cpuTime {
@@ -19,13 +22,15 @@ func ownCPU() cpuTime {
 		return cpuTime{}
 	}
 	return cpuTime{
-		user: time.Duration(ru.Utime.Nano()),
-		sys:  time.Duration(ru.Stime.Nano()),
+		user:   time.Duration(ru.Utime.Nano()),
+		sys:    time.Duration(ru.Stime.Nano()),
+		maxRSS: ru.Maxrss << 10, // Linux reports KiB
 	}
 }
 
-// cpuSince returns this process's CPU use since c0 was sampled at t0.
-func cpuSince(c0 cpuTime, t0 time.Time) CPU {
+// cpuSince returns this process's CPU use since c0 was sampled at t0, and
+// its peak RSS.
+func cpuSince(c0 cpuTime, t0 time.Time) (CPU, int64) {
 	c1 := ownCPU()
 	wall := time.Since(t0).Seconds()
 	c := CPU{
@@ -36,7 +41,7 @@ func cpuSince(c0 cpuTime, t0 time.Time) CPU {
 	if wall > 0 {
 		c.Cores = (c.UserSeconds + c.SystemSeconds) / wall
 	}
-	return c
+	return c, c1.maxRSS
 }
 
 // ProcSample is what /proc says about a process at one moment.

@@ -39,6 +39,7 @@ type Report struct {
 	Protocol     map[string]int64 `json:"protocol"`     // contract violations seen by the client
 	Frames       int64            `json:"frames"`       // WebSocket frames, NDJSON lines, SSE events, poll replies
 	Bytes        int64            `json:"bytes"`        // payload bytes read (frame payloads, HTTP bodies)
+	Skipped      int64            `json:"skipped"`      // seqs skipped between a symbol's updates: news conflated by the server
 
 	SteadyData int64   `json:"steadyData"` // updates and snapshots received in the steady window
 	DataPerSec float64 `json:"dataPerSec"` // SteadyData / SteadySeconds, summed over processes
@@ -49,6 +50,9 @@ type Report struct {
 
 	Check *Check `json:"check,omitempty"` // convergence check; nil when not run
 	CPU   CPU    `json:"cpu"`             // this client's own CPU use
+	// MaxRSS is the client's peak resident memory in bytes (getrusage),
+	// summed over processes.
+	MaxRSS int64 `json:"maxRSS"`
 }
 
 // CPU is a process's CPU time (getrusage) over a wall-clock window.
@@ -157,6 +161,7 @@ func (r *Report) Merge(o *Report) {
 	}
 	r.Frames += o.Frames
 	r.Bytes += o.Bytes
+	r.Skipped += o.Skipped
 	r.SteadyData += o.SteadyData
 	r.DataPerSec += o.DataPerSec
 	r.Latency.Merge(o.Latency)
@@ -172,6 +177,7 @@ func (r *Report) Merge(o *Report) {
 	r.CPU.SystemSeconds += o.CPU.SystemSeconds
 	r.CPU.WallSeconds = max(r.CPU.WallSeconds, o.CPU.WallSeconds)
 	r.CPU.Cores += o.CPU.Cores
+	r.MaxRSS += o.MaxRSS
 }
 
 // WriteText writes the report as a human-readable table.
@@ -188,6 +194,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	row("delivered", "%.0f msg/s (updates+snapshots, steady window)", r.DataPerSec)
 	row("messages", "%s", counts(r.Messages))
 	row("frames", "%d  (%.1f messages/frame)  %s read", r.Frames, ratio(sum(r.Messages), r.Frames), byteSize(r.Bytes))
+	row("conflation", "%d seqs skipped between updates (%.1f%% of the news was folded into later updates)",
+		r.Skipped, 100*ratio(r.Skipped, r.Skipped+r.Messages["update"]))
 	row("latency", "%s  (update ts to client)", histLine(r.Latency))
 	row("snapshot age", "%s", histLine(r.SnapshotAge))
 	row("connect", "%s", histLine(r.Connect))
@@ -211,7 +219,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			row("", "%s", e)
 		}
 	}
-	row("client cpu", "%.2f cores (%.0f%% of one core) over %.1fs", r.CPU.Cores, 100*r.CPU.Cores, r.CPU.WallSeconds)
+	row("client", "%.2f cores (%.0f%% of one core) over %.1fs, peak RSS %s", r.CPU.Cores, 100*r.CPU.Cores, r.CPU.WallSeconds, byteSize(r.MaxRSS))
 	if p := r.Problems(); len(p) > 0 {
 		row("result", "FAIL: %s", strings.Join(p, "; "))
 	} else {

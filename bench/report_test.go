@@ -19,6 +19,7 @@ func sampleReport(lo, hi int64, failed int64) *Report {
 	r.Messages["snapshot"] = 5
 	r.ServerErrors["bad_request"] = 1
 	r.Failed = failed
+	r.Skipped = 3
 	if failed > 0 {
 		r.Failures["connect"] = failed
 	}
@@ -65,6 +66,7 @@ func TestReportMerge(t *testing.T) {
 		{"procs", float64(merged.Procs), 2},
 		{"failed", float64(merged.Failed), 2},
 		{"updates", float64(merged.Messages["update"]), 3000},
+		{"skipped", float64(merged.Skipped), 6},
 		{"server errors", float64(merged.ServerErrors["bad_request"]), 2},
 		{"failures", float64(merged.Failures["connect"]), 2},
 		{"rate", merged.DataPerSec, 200},

@@ -255,7 +255,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	if rep.SteadySeconds > 0 {
 		rep.DataPerSec = float64(rep.SteadyData) / rep.SteadySeconds
 	}
-	rep.CPU = cpuSince(cpu0, t0)
+	rep.CPU, rep.MaxRSS = cpuSince(cpu0, t0)
 	if cfg.SteadyEnd != nil {
 		cfg.SteadyEnd()
 	}

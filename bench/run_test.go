@@ -58,6 +58,9 @@ func TestRunTransports(t *testing.T) {
 			if c := rep.Check; c == nil || c.Pairs != pairs || c.Compared != pairs {
 				t.Errorf("check %+v, want all %d pairs compared", c, pairs)
 			}
+			if rep.Skipped != 0 {
+				t.Errorf("%d seqs skipped; the fake sends every seq", rep.Skipped)
+			}
 			if rep.Connected != int64(cfg.Conns) || rep.Bytes == 0 || rep.Frames == 0 {
 				t.Errorf("connected %d, %d bytes in %d frames", rep.Connected, rep.Bytes, rep.Frames)
 			}

@@ -83,8 +83,8 @@ func startOnce(ctx context.Context, bin string, args []string, port int, timeout
 	log := &tailBuffer{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = log, log
 	// Its own process group, so a terminal's ^C reaches only tickerbench,
-	// which then stops the server in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// which then stops the server in order; killed with us if we die.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start tickerd: %w", err)
 	}

@@ -220,6 +220,9 @@ func (s *session) data(m *Msg) {
 	case m.Seq < last:
 		s.violation("seq_backwards")
 	}
+	if m.Kind == KindUpdate && last > 0 && m.Seq > last+1 {
+		s.tally.skipped += m.Seq - last - 1
+	}
 	s.seqs[i] = max(last, m.Seq)
 	if !check {
 		return

@@ -12,6 +12,7 @@ type tally struct {
 	kinds       [numKinds]int64
 	frames      int64
 	bytes       int64
+	skipped     int64   // seqs skipped between updates (conflation)
 	latency     []int64 // update latencies, µs
 	snapshotAge []int64 // snapshot ages, µs
 }
@@ -21,7 +22,7 @@ const flushAt = 64
 
 func (t *tally) reset() {
 	t.kinds = [numKinds]int64{}
-	t.frames, t.bytes = 0, 0
+	t.frames, t.bytes, t.skipped = 0, 0, 0
 	t.latency, t.snapshotAge = t.latency[:0], t.snapshotAge[:0]
 }
 
@@ -32,6 +33,7 @@ type shard struct {
 	kinds       [numKinds]int64
 	frames      int64
 	bytes       int64
+	skipped     int64
 	latency     *Hist
 	snapshotAge *Hist
 	connect     *Hist
@@ -84,6 +86,7 @@ func (sh *shard) flush(t *tally) {
 	}
 	sh.frames += t.frames
 	sh.bytes += t.bytes
+	sh.skipped += t.skipped
 	for _, v := range t.latency {
 		sh.latency.Record(v)
 	}
@@ -146,6 +149,7 @@ func (st *stats) fill(r *Report) {
 		}
 		r.Frames += sh.frames
 		r.Bytes += sh.bytes
+		r.Skipped += sh.skipped
 		r.Latency.Merge(sh.latency)
 		r.SnapshotAge.Merge(sh.snapshotAge)
 		r.Connect.Merge(sh.connect)

@@ -69,8 +69,14 @@ func dialWS(ctx context.Context, s *session) error {
 			return s.wsEnd(ctx, err)
 		}
 		s.frame(s.buf, time.Now().UnixMicro())
+		if cap(s.buf) > maxKeptBuf {
+			s.buf = nil // a rare huge frame: do not hold its buffer
+		}
 	}
 }
+
+// maxKeptBuf is the largest frame buffer a session keeps between frames.
+const maxKeptBuf = 64 << 10
 
 // wsEnd classifies how a WebSocket stream ended.
 func (s *session) wsEnd(ctx context.Context, err error) error {

@@ -82,7 +82,7 @@ func newFlags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.IntVar(&o.maxHz, "max-hz", 0, "maxHz asked per session (0 = the server's -max-hz)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure once every session has connected")
 	fs.StringVar(&o.out, "out", "", "write the JSON report to `file`")
-	fs.Float64Var(&o.rate, "rate", 500, "new sessions per `second` (0 = all at once)")
+	fs.Float64Var(&o.rate, "rate", 500, "`n`ew sessions per second (0 = all at once)")
 	fs.Float64Var(&o.zipf, "zipf", 0, "Zipf `exponent` of symbol popularity (0 = uniform)")
 	fs.Uint64Var(&o.seed, "seed", 1, "`seed` of the symbol choice")
 	fs.IntVar(&o.proc, "procs", 0, fmt.Sprintf("worker `processes` (0 = one per %d sessions)", bench.FilesPerProc))
@@ -115,7 +115,7 @@ func usage(fs *flag.FlagSet) {
 			line += " " + name
 		}
 		fmt.Fprintf(w, "%s\n    \t%s", line, text)
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)
@@ -275,8 +275,8 @@ func spread(ctx context.Context, cfg bench.Config, procs int, args []string) (*b
 		cmd := exec.Command(exe, wargs...)
 		cmd.Stderr = os.Stderr
 		// Own process group: ^C reaches the parent, which interrupts the
-		// workers so that they report.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// workers so that they report. They die with the parent.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		return cmd
 	})
 }
