@@ -40,7 +40,7 @@ func (r *runner) check(ctx context.Context) *Check {
 	}
 	bySite := map[string][]string{}
 	for _, s := range r.sessions {
-		if s.connected && !s.failed.Load() {
+		if s.connected.Load() && !s.failed.Load() {
 			bySite[s.url] = append(bySite[s.url], s.symbols...)
 		}
 	}
@@ -64,7 +64,7 @@ func (r *runner) check(ctx context.Context) *Check {
 	var pending []pair
 	for _, s := range r.sessions {
 		m, ok := snaps[s.url]
-		if !ok || !s.connected || s.failed.Load() {
+		if !ok || !s.connected.Load() || s.failed.Load() {
 			continue
 		}
 		for i, sym := range s.symbols {

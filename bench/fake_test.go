@@ -67,7 +67,10 @@ func (f *fake) script(r *http.Request, session bool) []string {
 	}
 	q, _ := json.Marshal(syms)
 	out = append(out, fmt.Sprintf(`{"type":"subscribed","id":0,"symbols":%s}`, q))
-	for _, s := range syms {
+	for i, s := range syms {
+		if i == 0 && f.mode == "no_snapshot" {
+			continue
+		}
 		out = append(out, fmt.Sprintf(`{"type":"snapshot","symbol":%q,"seq":1,"ts":%d,"fields":%s}`, s, now(), f.fields(1)))
 	}
 	for seq := 2; seq <= f.n; seq++ {

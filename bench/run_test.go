@@ -82,6 +82,11 @@ func TestRunMisbehaviour(t *testing.T) {
 				t.Errorf("protocol %v, failed %d", r.Protocol, r.Failed)
 			}
 		}},
+		{"no_snapshot", func(t *testing.T, r *Report) {
+			if r.Protocol["update_before_snapshot"] != 6 || r.Check.Diverged != 6 {
+				t.Errorf("protocol %v, check %+v", r.Protocol, r.Check)
+			}
+		}},
 		{"error", func(t *testing.T, r *Report) {
 			if r.ServerErrors["not_entitled"] != 6 {
 				t.Errorf("server errors %v", r.ServerErrors)

@@ -27,11 +27,11 @@ type session struct {
 	onConnect func()     // reports the first connection attempt settled
 	buf       []byte     // frame buffer, reused
 	tally     tally
-	recvUS    int64  // receive time of the frame being handled
-	flushedUS int64  // time of the last flush into the shard
-	closeCode string // code of a close message received on this connection
-	connected bool   // connected at least once
-	failed    atomic.Bool
+	recvUS    int64       // receive time of the frame being handled
+	flushedUS int64       // time of the last flush into the shard
+	closeCode string      // code of a close message received on this connection
+	connected atomic.Bool // connected at least once
+	failed    atomic.Bool // ended for good before the run did
 
 	mu   sync.Mutex // guards seqs and vals against the convergence check
 	seqs []int64    // last seq per symbol (index as in symbols); 0 = nothing yet
@@ -133,8 +133,7 @@ func (s *session) loop(ctx context.Context, d dial, settled func()) {
 
 // connectedAfter records a successful connection that took d.
 func (s *session) connectedAfter(d time.Duration) {
-	if !s.connected {
-		s.connected = true
+	if !s.connected.Swap(true) {
 		s.run.stats.connected.Add(1)
 	}
 	s.run.stats.open.Add(1)
@@ -215,6 +214,8 @@ func (s *session) data(m *Msg) {
 	switch {
 	case m.Seq <= 0:
 		s.violation("missing_seq")
+	case m.Kind == KindUpdate && last == 0:
+		s.violation("update_before_snapshot")
 	case m.Kind == KindUpdate && m.Seq <= last:
 		s.violation("seq_not_increasing")
 	case m.Seq < last:
