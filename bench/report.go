@@ -210,8 +210,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if c := r.Check; c != nil {
 		verdict := "converged"
-		if !c.OK() {
+		switch {
+		case !c.OK():
 			verdict = "FAILED"
+		case c.Pairs == 0:
+			verdict = "nothing to check (no open session)"
 		}
 		row("convergence", "%s: %d pairs, %d caught up (%d compared field by field), %d lagging, %d diverged, %d snapshot errors",
 			verdict, c.Pairs, c.CaughtUp, c.Compared, c.Lagging, c.Diverged, c.SnapshotErrors)

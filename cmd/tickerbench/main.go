@@ -37,7 +37,8 @@ server's GET /v1/symbols (uniformly, or Zipf-skewed with -zipf), connecting
 checks convergence against GET /v1/snapshot (-check), and prints a table;
 -out writes the JSON report. Progress goes to stderr about once a second. The
 exit status is 1 if a session failed, the server sent an error, the protocol
-was broken or convergence failed; 2 for bad usage.
+was broken or convergence failed; 2 for bad usage; 130 when interrupted (the
+report then covers the run so far).
 
 A scenario starts tickerd itself on a free 127.0.0.1 port (built from the
 module in the working directory, or -tickerd PATH), samples its RSS and CPU
@@ -245,6 +246,15 @@ func loadMain(ctx context.Context, o *options, args []string, stdout io.Writer, 
 	if len(rep.Problems()) > 0 {
 		return 1
 	}
+	return interrupted(ctx, logf)
+}
+
+// interrupted returns 130, the status of a run cut short by a signal, or 0.
+func interrupted(ctx context.Context, logf func(string, ...any)) int {
+	if ctx.Err() != nil {
+		logf("interrupted: the report covers the run so far")
+		return 130
+	}
 	return 0
 }
 
@@ -346,7 +356,7 @@ func scenarioMain(ctx context.Context, o *options, name string, stdout io.Writer
 	if len(rep.Problems) > 0 {
 		return 1
 	}
-	return 0
+	return interrupted(ctx, logf)
 }
 
 func writeJSON(path string, v any) error {
