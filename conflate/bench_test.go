@@ -31,8 +31,10 @@ func BenchmarkApply(b *testing.B) {
 		}
 	}
 	var w countWatcher
-	for _, s := range syms[:100] {
-		defer c.Watch(s, &w).Stop()
+	watches := make([]Watch, 100)
+	for i, s := range syms[:100] {
+		c.Watch(&watches[i], s, &w)
+		defer watches[i].Stop()
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -55,7 +55,7 @@ func (c *Cache) entry(sym string, create bool) *Entry {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e = sh.syms[sym]; e == nil {
-		e = &Entry{sym: sym}
+		e = newEntry(sym)
 		sh.syms[sym] = e
 	}
 	return e
@@ -76,9 +76,10 @@ func (c *Cache) Apply(u *feed.Update) bool {
 		e.mu.Unlock() // removed while we looked it up: take the live one
 		e = c.entry(u.Symbol, true)
 	}
+	cur := e.cur
 	var changed feed.FieldSet
 	for f, rest, ok := u.Set.Next(); ok; f, rest, ok = rest.Next() {
-		if !e.set.Has(f) || !e.values[f].Equal(u.Values[f]) {
+		if !cur.Set.Has(f) || !cur.Values[f].Equal(u.Values[f]) {
 			changed = changed.With(f)
 		}
 	}
@@ -87,17 +88,18 @@ func (c *Cache) Apply(u *feed.Update) bool {
 		c.unchanged.Add(1)
 		return false
 	}
-	first := e.seq == 0
-	e.seq++
-	e.ts = u.TS
-	if e.ts == 0 {
-		e.ts = c.now()
+	v := e.writableLocked()
+	first := v.Seq == 0
+	v.Seq++
+	v.TS = u.TS
+	if v.TS == 0 {
+		v.TS = c.now()
 	}
 	for f, rest, ok := changed.Next(); ok; f, rest, ok = rest.Next() {
-		e.values[f] = u.Values[f]
-		e.fseq[f] = e.seq
+		v.Values[f] = u.Values[f]
+		v.FSeq[f] = v.Seq
 	}
-	e.set |= changed
+	v.Set |= changed
 	e.mu.Unlock()
 	if first {
 		c.symbols.Add(1)
@@ -141,11 +143,12 @@ func (c *Cache) Stats() Stats {
 }
 
 // Watch registers w to be notified after every change of sym, creating an
-// empty entry if the symbol has no data yet. The returned handle ends the
-// registration. w.Notify is called from the goroutine that applied the
+// empty entry if the symbol has no data yet, and fills h, the handle that
+// ends the registration (callers embed it to save an allocation; h must not
+// be in use). w.Notify is called from the goroutine that applied the
 // change, with the entry's watcher lock read-held: it must not block and
 // must not call back into the cache.
-func (c *Cache) Watch(sym string, w Watcher) *Watch {
+func (c *Cache) Watch(h *Watch, sym string, w Watcher) {
 	for {
 		e := c.entry(sym, true)
 		e.wmu.Lock()
@@ -153,10 +156,10 @@ func (c *Cache) Watch(sym string, w Watcher) *Watch {
 			e.wmu.Unlock()
 			continue
 		}
-		h := &Watch{c: c, e: e, w: w, idx: len(e.watchers)}
+		*h = Watch{c: c, e: e, w: w, idx: len(e.watchers)}
 		e.watchers = append(e.watchers, h)
 		e.wmu.Unlock()
-		return h
+		return
 	}
 }
 
@@ -166,7 +169,7 @@ func (c *Cache) remove(e *Entry) {
 	sh.mu.Lock()
 	e.mu.Lock()
 	e.wmu.Lock()
-	if e.seq == 0 && len(e.watchers) == 0 && !e.dead && sh.syms[e.sym] == e {
+	if e.cur.Seq == 0 && len(e.watchers) == 0 && !e.dead && sh.syms[e.sym] == e {
 		e.dead = true
 		delete(sh.syms, e.sym)
 	}
@@ -180,7 +183,8 @@ type Watcher interface {
 	Notify()
 }
 
-// Watch is one registration of a Watcher on an entry.
+// Watch is one registration of a Watcher on an entry. The zero Watch is
+// storage for Cache.Watch to fill.
 type Watch struct {
 	c   *Cache
 	e   *Entry

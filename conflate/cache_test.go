@@ -46,13 +46,13 @@ func TestApplySeqAndChangedFields(t *testing.T) {
 		{"one changed field", update("AAPL", "bid", "1.51", "ask", "1.6"), true, 2, feed.FieldSet(0).With(feed.Bid)},
 		{"a new field", update("AAPL", "volume", "100"), true, 3, feed.FieldSet(0).With(feed.Bid).With(feed.Volume)},
 	}
-	var v View
+	var v *View
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			if got := c.Apply(st.u); got != st.changed {
 				t.Fatalf("Apply changed = %v, want %v", got, st.changed)
 			}
-			c.Get("AAPL").Read(&v)
+			v = c.Get("AAPL").Read()
 			if v.Seq != st.seq {
 				t.Fatalf("seq = %d, want %d", v.Seq, st.seq)
 			}
@@ -72,8 +72,9 @@ func TestApplySeqAndChangedFields(t *testing.T) {
 func TestWatchNotifyAndStop(t *testing.T) {
 	c := New()
 	var a, b countWatcher
-	wa := c.Watch("MSFT", &a)
-	wb := c.Watch("MSFT", &b)
+	var wa, wb Watch
+	c.Watch(&wa, "MSFT", &a)
+	c.Watch(&wb, "MSFT", &b)
 	if c.Get("MSFT").Seq() != 0 {
 		t.Fatal("watching must not invent data")
 	}
@@ -97,7 +98,8 @@ func TestWatchNotifyAndStop(t *testing.T) {
 func TestEmptyEntryRemovedWithLastWatcher(t *testing.T) {
 	c := New()
 	var w countWatcher
-	h := c.Watch("NODATA", &w)
+	var h Watch
+	c.Watch(&h, "NODATA", &w)
 	if c.Get("NODATA") == nil {
 		t.Fatal("Watch must create the entry")
 	}
@@ -119,7 +121,6 @@ func TestConcurrentApplyWatchRead(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var w countWatcher
-			var v View
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
@@ -127,8 +128,11 @@ func TestConcurrentApplyWatchRead(t *testing.T) {
 				default:
 				}
 				sym := fmt.Sprintf("S%d", (n+i)%50)
-				h := c.Watch(sym, &w)
-				h.Entry().Read(&v)
+				var h Watch
+				c.Watch(&h, sym, &w)
+				if v := h.Entry().Read(); v.Seq > 0 && v.Values[feed.Volume].IsZero() {
+					panic("a version with a seq has its value")
+				}
 				h.Stop()
 			}
 		}()
@@ -148,10 +152,8 @@ func TestConcurrentApplyWatchRead(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	var total uint64
-	var v View
 	for n := range 50 {
-		c.Get(fmt.Sprintf("S%d", n)).Read(&v)
-		total += v.Seq
+		total += c.Get(fmt.Sprintf("S%d", n)).Read().Seq
 	}
 	if total != writers*perWriter {
 		t.Fatalf("sum of seqs = %d, want %d (every apply changes volume)", total, writers*perWriter)
@@ -172,5 +174,33 @@ func TestMemoSharesEncodings(t *testing.T) {
 	e.Memo(MemoKey{Seq: 1, Fields: 2}, build)
 	if builds != 2 {
 		t.Fatal("different fields must build anew")
+	}
+}
+
+// A version handed to a reader never changes; the next apply copies it.
+func TestReadVersionsAreImmutable(t *testing.T) {
+	c := New()
+	c.Apply(update("IBM", "bid", "1", "ask", "2"))
+	v1 := c.Get("IBM").Read()
+	c.Apply(update("IBM", "bid", "1.1"))
+	c.Apply(update("IBM", "bid", "1.2"))
+	if v1.Seq != 1 || v1.Values[feed.Bid].String() != "1" {
+		t.Fatalf("a read version changed: seq %d bid %s", v1.Seq, v1.Values[feed.Bid])
+	}
+	v3 := c.Get("IBM").Read()
+	if v3.Seq != 3 || v3.Values[feed.Bid].String() != "1.2" || v3.Values[feed.Ask].String() != "2" {
+		t.Fatalf("current version seq %d bid %s", v3.Seq, v3.Values[feed.Bid])
+	}
+	// Unread versions change in place: no allocation per update.
+	ups := [2]*feed.Update{update("IBM", "bid", "5"), update("IBM", "bid", "6")}
+	i := 0
+	n := testing.AllocsPerRun(100, func() {
+		i++
+		if !c.Apply(ups[i%2]) {
+			t.Fatal("apply changed nothing")
+		}
+	})
+	if n != 0 {
+		t.Fatalf("%v allocs per unread apply", n)
 	}
 }

@@ -2,6 +2,7 @@ package conflate
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"tickerd/feed"
 )
@@ -10,13 +11,14 @@ import (
 type Entry struct {
 	sym string
 
-	mu     sync.RWMutex // guards the record below
-	dead   bool         // removed from the cache (also read under wmu)
-	seq    uint64
-	ts     int64
-	set    feed.FieldSet
-	values [feed.NumFields]feed.Value
-	fseq   [feed.NumFields]uint64
+	mu   sync.RWMutex // guards dead and cur
+	dead bool         // removed from the cache (also read under wmu)
+	cur  *View        // the current record; see shared
+	// shared is set once cur has been handed to a reader: from then on
+	// cur is immutable, and the next change copies it first. Readers set
+	// it under the read lock, Apply reads and clears it under the write
+	// lock, so the two never overlap.
+	shared atomic.Bool
 
 	wmu      sync.RWMutex // guards watchers
 	watchers []*Watch
@@ -26,6 +28,8 @@ type Entry struct {
 	memoAt uint8 // next slot to evict when none is stale
 }
 
+func newEntry(sym string) *Entry { return &Entry{sym: sym, cur: new(View)} }
+
 // Symbol returns the entry's symbol.
 func (e *Entry) Symbol() string { return e.sym }
 
@@ -33,10 +37,14 @@ func (e *Entry) Symbol() string { return e.sym }
 func (e *Entry) Seq() uint64 {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	return e.seq
+	return e.cur.Seq
 }
 
-// View is a consistent copy of an entry's record at one seq.
+// View is one version of a symbol's record. A View returned by Read is
+// immutable and may be kept and shared freely: it is how a session
+// remembers exactly what it last sent. Versions are copied on write only
+// when a reader holds the current one, so a symbol nobody reads changes in
+// place and costs no allocation.
 type View struct {
 	Seq    uint64
 	TS     int64 // ingest time of the newest folded update, Unix µs
@@ -45,13 +53,25 @@ type View struct {
 	FSeq   [feed.NumFields]uint64 // seq at which each field last changed
 }
 
-// Read copies the entry's current record into v.
-func (e *Entry) Read(v *View) {
+// Read returns the entry's current version, immutable from now on.
+func (e *Entry) Read() *View {
 	e.mu.RLock()
-	v.Seq, v.TS, v.Set = e.seq, e.ts, e.set
-	v.Values = e.values
-	v.FSeq = e.fseq
+	v := e.cur
+	e.shared.Store(true)
 	e.mu.RUnlock()
+	return v
+}
+
+// writableLocked returns the current version for Apply to change in
+// place, copying it first if a reader holds it. e.mu must be held.
+func (e *Entry) writableLocked() *View {
+	if e.shared.Load() {
+		v := new(View)
+		*v = *e.cur
+		e.cur = v
+		e.shared.Store(false)
+	}
+	return e.cur
 }
 
 // ChangedSince returns the fields that changed after seq.

@@ -19,7 +19,7 @@ func (srv *Server) serveNDJSON(w http.ResponseWriter, r *http.Request) {
 // ndjsonWire writes one message per line.
 type ndjsonWire struct{ httpWire }
 
-func (w *ndjsonWire) writeBatch(msgs [][]byte, deadline time.Time) (int, error) {
+func (w *ndjsonWire) writeBatch(msgs [][]byte, _ uint64, deadline time.Time) (int, error) {
 	buf := getBuf()
 	defer putBuf(buf)
 	b := (*buf)[:0]

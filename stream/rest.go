@@ -36,7 +36,6 @@ func (srv *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	defer putBuf(buf)
 	b := append((*buf)[:0], `{"snapshots":[`...)
 	errs := []symbolError{}
-	var v conflate.View
 	n := 0
 	for _, sym := range syms {
 		if !feed.ValidSymbol(sym) {
@@ -44,10 +43,11 @@ func (srv *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		e := srv.src.Get(sym)
+		var v *conflate.View
 		if e != nil {
-			e.Read(&v)
+			v = e.Read()
 		}
-		if e == nil || v.Seq == 0 {
+		if v == nil || v.Seq == 0 {
 			errs = append(errs, symbolError{Symbol: sym, Code: CodeNotFound})
 			continue
 		}
@@ -55,7 +55,7 @@ func (srv *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 			b = append(b, ',')
 		}
 		n++
-		b = append(b, encodeData(e, kindSnapshot, &v, v.Set&fields)...)
+		b = append(b, encodeData(e, kindSnapshot, v, v.Set&fields)...)
 	}
 	b = append(b, `],"errors":`...)
 	eb, _ := json.Marshal(errs)

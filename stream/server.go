@@ -20,7 +20,7 @@ import (
 
 // Source is what sessions read: the conflating cache.
 type Source interface {
-	Watch(symbol string, w conflate.Watcher) *conflate.Watch
+	Watch(h *conflate.Watch, symbol string, w conflate.Watcher)
 	Get(symbol string) *conflate.Entry
 	Symbols() []string
 }
@@ -160,22 +160,27 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 
 var errClosing = errors.New("stream: server shutting down")
 
-// open creates a session, or revives the retained one named by a resume
-// token. The caller must end it with finish.
-func (srv *Server) open(transport, resumeToken string) (*Session, error) {
+// newSession returns a session that is not yet admitted: the transport
+// can attach itself (kick) before any subscription can notify it.
+func (srv *Server) newSession(transport string) *Session {
 	now := time.Now()
-	s := &Session{
-		transport: transport, srv: srv, created: now,
+	return &Session{
+		transport: transport, srv: srv, created: now, lastWrite: now,
 		wake:      make(chan struct{}, 1),
 		ctrlSpace: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		finished:  make(chan struct{}),
-		subs:      make(map[string]*sub),
 	}
+}
+
+// admit registers s, reviving the retained session named by a resume
+// token (its id, token and subscriptions). The caller must end it with
+// finish. It fails only while shutting down.
+func (srv *Server) admit(s *Session, resumeToken string) error {
 	srv.mu.Lock()
 	if srv.closing {
 		srv.mu.Unlock()
-		return nil, errClosing
+		return errClosing
 	}
 	if old := srv.live[resumeToken]; old != nil && resumeToken != "" {
 		// The client came back before its old connection was seen to die
@@ -189,13 +194,13 @@ func (srv *Server) open(transport, resumeToken string) (*Session, error) {
 		srv.mu.Lock()
 		if srv.closing {
 			srv.mu.Unlock()
-			return nil, errClosing
+			return errClosing
 		}
 	}
 	var specs []subSpec
 	if r, ok := srv.retained[resumeToken]; ok && resumeToken != "" {
 		delete(srv.retained, resumeToken)
-		if now.Before(r.expires) && srv.sessions[r.id] == nil {
+		if time.Now().Before(r.expires) && srv.sessions[r.id] == nil {
 			s.id, s.resume, specs = r.id, resumeToken, r.specs
 		}
 	}
@@ -207,10 +212,10 @@ func (srv *Server) open(transport, resumeToken string) (*Session, error) {
 	srv.wg.Add(1)
 	srv.mu.Unlock()
 
-	srv.m.byTransport[transport].sessions.Inc()
-	srv.m.byTransport[transport].opened.Inc()
+	srv.m.byTransport[s.transport].sessions.Inc()
+	srv.m.byTransport[s.transport].opened.Inc()
 	s.restore(specs)
-	return s, nil
+	return nil
 }
 
 // finish unregisters a session; unless it ended for a reason that forbids
@@ -279,13 +284,12 @@ func (srv *Server) opErrorReply(err error) []byte {
 	return srv.errorReply(nil, CodeBadRequest, "", err.Error())
 }
 
-// begin opens a session for a GET request and queues its first messages:
-// the session message (when hello is set) and the replies to the
-// subscription named by the query. It fails only while shutting down.
-func (srv *Server) begin(r *http.Request, transport, resume string, hello bool) (*Session, error) {
-	s, err := srv.open(transport, resume)
-	if err != nil {
-		return nil, err
+// begin admits s for a GET request and queues its first messages: the
+// session message (when hello is set) and the replies to the subscription
+// named by the query. It fails only while shutting down.
+func (srv *Server) begin(r *http.Request, s *Session, resume string, hello bool) error {
+	if err := srv.admit(s, resume); err != nil {
+		return err
 	}
 	if hello {
 		s.enqueue(encodeSession(s.id, s.resume))
@@ -298,7 +302,7 @@ func (srv *Server) begin(r *http.Request, transport, resume string, hello bool) 
 	case op != nil:
 		s.enqueue(s.apply(op)...)
 	}
-	return s, nil
+	return nil
 }
 
 // beginHTTP is begin for the HTTP streaming transports: it checks the
@@ -308,8 +312,8 @@ func (srv *Server) beginHTTP(w http.ResponseWriter, r *http.Request, transport, 
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return nil
 	}
-	s, err := srv.begin(r, transport, resume, true)
-	if err != nil {
+	s := srv.newSession(transport)
+	if err := srv.begin(r, s, resume, true); err != nil {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return nil
 	}

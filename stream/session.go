@@ -2,6 +2,8 @@ package stream
 
 import (
 	"math"
+	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,34 +37,66 @@ type Session struct {
 	stopMsg   string
 
 	mu   sync.Mutex // guards subs, ctrl and every sub's fields below
-	subs map[string]*sub
+	subs []*sub     // sorted by symbol: smaller than a map
 	ctrl [][]byte
 
 	dmu   sync.Mutex // guards dirty; taken by the cache's fan-out
 	dirty []*sub
 
-	// Owned by the writer goroutine.
-	view   conflate.View
-	spare  []*sub
-	later  []*sub
-	out    [][]byte
-	outTS  []int64
-	events uint64 // messages written, numbers SSE event ids
+	// Owned by whichever goroutine is writing (one at a time).
+	spare     []*sub    // the other half of dirty's double buffer
+	lastWrite time.Time // of a batch or heartbeat
+	events    uint64    // messages written, numbers SSE event ids
+	closed    bool      // released: ops no longer apply (guarded by mu)
+
+	// kick, when set, starts the writer on demand (WebSocket); HTTP
+	// transports have a writer parked on wake instead.
+	kick func()
 }
 
-// sub is one subscription of a session to a symbol.
+// scratch is a writer's working memory, pooled so that an idle session
+// holds none.
+type scratch struct {
+	out   [][]byte
+	outTS []int64
+	later []*sub
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// sub is one subscription of a session to a symbol. It is kept small: a
+// session holds one per symbol.
 type sub struct {
 	s     *Session
-	watch *conflate.Watch
+	watch conflate.Watch
 	dirty atomic.Bool // queued in s.dirty, or waiting for its throttle
 
 	// Guarded by s.mu.
-	fields  feed.FieldSet
-	gap     time.Duration // least time between two messages (1/maxHz)
-	next    time.Time     // earliest time of the next message
-	lastSeq uint64        // seq of the last message sent; 0 = snapshot due
-	sent    *[feed.NumFields]string
-	gone    bool
+	fields feed.FieldSet
+	gone   bool
+	gap    time.Duration // least time between two messages (1/maxHz)
+	next   time.Duration // earliest next message, as time since s.created
+	// sent is the version of the record the last message brought the
+	// client up to: after any message the client holds exactly sent's
+	// values of the subscribed fields. nil = a snapshot is due.
+	sent *conflate.View
+}
+
+func (b *sub) symbol() string { return b.watch.Entry().Symbol() }
+
+// find returns the index of sym in s.subs, or where it would go.
+// s.mu must be held.
+func (s *Session) findLocked(sym string) (int, bool) {
+	i := sort.Search(len(s.subs), func(i int) bool { return s.subs[i].symbol() >= sym })
+	return i, i < len(s.subs) && s.subs[i].symbol() == sym
+}
+
+// addLocked subscribes sym, keeping s.subs sorted. s.mu must be held.
+func (s *Session) addLocked(i int, sym string, fields feed.FieldSet, gap time.Duration) *sub {
+	b := &sub{s: s, fields: fields, gap: gap}
+	s.srv.src.Watch(&b.watch, sym, b)
+	s.subs = slices.Insert(s.subs, i, b)
+	return b
 }
 
 // Notify is the cache's fan-out: mark dirty, wake the writer. It never
@@ -83,6 +117,9 @@ func (s *Session) signal() {
 	case s.wake <- struct{}{}:
 	default:
 	}
+	if s.kick != nil {
+		s.kick()
+	}
 }
 
 // ID returns the session id.
@@ -94,6 +131,7 @@ func (s *Session) stopWith(code, msg string) {
 	s.stopOnce.Do(func() {
 		s.stopCode, s.stopMsg = code, msg
 		close(s.stop)
+		s.signal()
 	})
 }
 
@@ -137,11 +175,15 @@ func (s *Session) subscribe(op *Op) [][]byte {
 	hz := s.srv.clampHz(op.MaxHz)
 	gap := time.Duration(float64(time.Second) / hz)
 	var accepted []string
+	var fresh []*sub
 	var errs [][]byte
 	seen := make(map[string]bool, len(op.Symbols))
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	for _, sym := range op.Symbols {
 		if seen[sym] {
 			continue
@@ -151,25 +193,27 @@ func (s *Session) subscribe(op *Op) [][]byte {
 			errs = append(errs, s.srv.errorReply(op.ID, CodeBadRequest, truncate(sym, 40), "bad symbol: want [A-Z0-9][A-Z0-9._:-]{0,31}"))
 			continue
 		}
-		b := s.subs[sym]
-		if b == nil {
+		i, found := s.findLocked(sym)
+		var b *sub
+		if found {
+			b = s.subs[i]
+			b.fields, b.gap = op.Fields, gap
+			b.next, b.sent = 0, nil // a fresh snapshot
+		} else {
 			if len(s.subs) >= s.srv.cfg.MaxSymbols {
 				errs = append(errs, s.srv.errorReply(op.ID, CodeLimitExceeded, sym, "too many symbols in this session"))
 				continue
 			}
-			b = &sub{s: s}
-			s.subs[sym] = b
-			b.watch = s.srv.src.Watch(sym, b)
+			b = s.addLocked(i, sym, op.Fields, gap)
 		}
-		b.fields, b.gap = op.Fields, gap
-		b.lastSeq, b.next, b.sent = 0, time.Time{}, nil // a fresh snapshot
 		accepted = append(accepted, sym)
+		fresh = append(fresh, b)
 	}
 	// The ack goes out before any snapshot: it is queued first, and the
 	// writer drains control messages before data.
 	replies := append([][]byte{encodeAck("subscribed", op.ID, accepted)}, errs...)
-	for _, sym := range accepted {
-		s.subs[sym].Notify()
+	for _, b := range fresh {
+		b.Notify()
 	}
 	return replies
 }
@@ -183,10 +227,11 @@ func (s *Session) unsubscribe(op *Op) [][]byte {
 			errs = append(errs, s.srv.errorReply(op.ID, CodeBadRequest, truncate(sym, 40), "bad symbol: want [A-Z0-9][A-Z0-9._:-]{0,31}"))
 			continue
 		}
-		if b := s.subs[sym]; b != nil {
+		if i, found := s.findLocked(sym); found {
+			b := s.subs[i]
 			b.gone = true
 			b.watch.Stop()
-			delete(s.subs, sym)
+			s.subs = slices.Delete(s.subs, i, i+1)
 		}
 		done = append(done, sym)
 	}
@@ -206,12 +251,12 @@ func (s *Session) release() []subSpec {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	specs := make([]subSpec, 0, len(s.subs))
-	for sym, b := range s.subs {
+	for _, b := range s.subs {
 		b.gone = true
 		b.watch.Stop()
-		specs = append(specs, subSpec{sym: sym, fields: b.fields, gap: b.gap})
+		specs = append(specs, subSpec{sym: b.symbol(), fields: b.fields, gap: b.gap})
 	}
-	clear(s.subs)
+	s.subs = nil
 	return specs
 }
 
@@ -223,19 +268,18 @@ func (s *Session) restore(specs []subSpec) {
 		if len(s.subs) >= s.srv.cfg.MaxSymbols {
 			break
 		}
-		b := &sub{s: s, fields: sp.fields, gap: sp.gap}
-		s.subs[sp.sym] = b
-		b.watch = s.srv.src.Watch(sp.sym, b)
-		b.Notify()
+		i, found := s.findLocked(sp.sym)
+		if !found {
+			s.addLocked(i, sp.sym, sp.fields, sp.gap).Notify()
+		}
 	}
 }
 
-// collect gathers what the writer should send now into s.out (control
-// messages first, then one data message per due dirty subscription) and
-// returns when the earliest throttled subscription falls due (zero if
-// none). It holds s.mu, never the cache's fan-out locks, while encoding.
-func (s *Session) collect(now time.Time) (next time.Time) {
-	s.out, s.outTS = s.out[:0], s.outTS[:0]
+// collect gathers what is due now into sc.out (control messages first,
+// then one data message per due dirty subscription, with its ingest time in
+// sc.outTS) and returns when the earliest throttled subscription falls due
+// (zero if none). It holds s.mu, never the cache's fan-out locks.
+func (s *Session) collect(now time.Time, sc *scratch) (next time.Time) {
 	s.dmu.Lock()
 	pending := s.dirty
 	s.dirty = s.spare[:0]
@@ -243,9 +287,9 @@ func (s *Session) collect(now time.Time) (next time.Time) {
 
 	s.mu.Lock()
 	if len(s.ctrl) > 0 {
-		s.out = append(s.out, s.ctrl...)
+		sc.out = append(sc.out, s.ctrl...)
 		for range s.ctrl {
-			s.outTS = append(s.outTS, 0)
+			sc.outTS = append(sc.outTS, 0)
 		}
 		clear(s.ctrl)
 		s.ctrl = s.ctrl[:0]
@@ -254,39 +298,37 @@ func (s *Session) collect(now time.Time) (next time.Time) {
 		default:
 		}
 	}
-	later := s.later[:0]
 	var conflated uint64
+	at := now.Sub(s.created)
 	for _, b := range pending {
 		if b.gone {
 			continue
 		}
-		if now.Before(b.next) {
-			later = append(later, b) // stays marked dirty until due
-			if next.IsZero() || b.next.Before(next) {
-				next = b.next
+		if at < b.next {
+			sc.later = append(sc.later, b) // stays marked dirty until due
+			if due := s.created.Add(b.next); next.IsZero() || due.Before(next) {
+				next = due
 			}
 			continue
 		}
 		b.dirty.Store(false) // a change from here on marks it again
 		e := b.watch.Entry()
-		e.Read(&s.view)
-		msg, skipped := s.dataMessage(b, e, &s.view)
+		v := e.Read()
+		msg, skipped := dataMessage(b, e, v)
 		conflated += skipped
 		if msg != nil {
-			s.out = append(s.out, msg)
-			s.outTS = append(s.outTS, s.view.TS)
-			b.next = now.Add(b.gap)
+			sc.out = append(sc.out, msg)
+			sc.outTS = append(sc.outTS, v.TS)
+			b.next = at + b.gap
 		}
 	}
 	s.mu.Unlock()
 
-	if len(later) > 0 {
+	if len(sc.later) > 0 {
 		s.dmu.Lock()
-		s.dirty = append(s.dirty, later...)
+		s.dirty = append(s.dirty, sc.later...)
 		s.dmu.Unlock()
 	}
-	clear(later)
-	s.later = later[:0]
 	clear(pending)
 	s.spare = pending[:0]
 	if conflated > 0 {
@@ -295,38 +337,31 @@ func (s *Session) collect(now time.Time) (next time.Time) {
 	return next
 }
 
-// dataMessage returns the message that brings b up to date with v, or nil
-// if the session already has every subscribed value; skipped counts the
-// updates folded into this one. Called with s.mu held.
-func (s *Session) dataMessage(b *sub, e *conflate.Entry, v *conflate.View) (msg []byte, skipped uint64) {
-	if v.Seq == 0 || v.Seq <= b.lastSeq {
+// dataMessage returns the message that brings b's client from b.sent up
+// to v, or nil if it already holds every subscribed value; skipped counts
+// the updates folded into it. Called with s.mu held.
+func dataMessage(b *sub, e *conflate.Entry, v *conflate.View) (msg []byte, skipped uint64) {
+	prev := b.sent
+	if v.Seq == 0 || (prev != nil && v.Seq <= prev.Seq) {
 		return nil, 0 // no data yet (the first update notifies), or nothing new
 	}
-	kind := kindSnapshot
-	mask := v.Set & b.fields
-	if b.lastSeq != 0 {
-		kind = kindUpdate
-		skipped = v.Seq - b.lastSeq - 1
-		mask = v.ChangedSince(b.lastSeq) & b.fields
-		// A field that went A→B→A between two messages has not changed
-		// for this session: leave it out.
-		for f, rest, ok := mask.Next(); ok; f, rest, ok = rest.Next() {
-			if b.sent[f] == v.Values[f].String() {
-				mask &^= 1 << f
-			}
+	b.sent = v
+	if prev == nil {
+		return encodeData(e, kindSnapshot, v, v.Set&b.fields), 0
+	}
+	mask := v.ChangedSince(prev.Seq) & b.fields
+	// A field that went A→B→A between two messages has not changed for
+	// this client: leave it out.
+	for f, rest, ok := mask.Next(); ok; f, rest, ok = rest.Next() {
+		if prev.Set.Has(f) && prev.Values[f].Equal(v.Values[f]) {
+			mask &^= 1 << f
 		}
 	}
-	b.lastSeq = v.Seq
-	if kind == kindUpdate && mask == 0 {
+	skipped = v.Seq - prev.Seq - 1
+	if mask == 0 {
 		return nil, skipped
 	}
-	if b.sent == nil {
-		b.sent = new([feed.NumFields]string)
-	}
-	for f, rest, ok := mask.Next(); ok; f, rest, ok = rest.Next() {
-		b.sent[f] = v.Values[f].String()
-	}
-	return encodeData(e, kind, v, mask), skipped
+	return encodeData(e, kindUpdate, v, mask), skipped
 }
 
 // initialOp turns the query parameters of a GET into a subscribe op; nil if

@@ -27,7 +27,7 @@ func (srv *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	streamHeaders(w.Header(), "text/event-stream; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	code := s.run(&sseWire{httpWire{w: w, rc: http.NewResponseController(w)}, s}, r.Context().Done())
+	code := s.run(&sseWire{httpWire{w: w, rc: http.NewResponseController(w)}, s.resume, &s.events}, r.Context().Done())
 	srv.finish(s, code)
 }
 
@@ -35,21 +35,22 @@ func (srv *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 // point; heartbeats are comment lines.
 type sseWire struct {
 	httpWire
-	s *Session
+	resume string
+	events *uint64 // the session's message count, for the close event's id
 }
 
-func (w *sseWire) writeBatch(msgs [][]byte, deadline time.Time) (int, error) {
+func (w *sseWire) writeBatch(msgs [][]byte, seq uint64, deadline time.Time) (int, error) {
 	buf := getBuf()
 	defer putBuf(buf)
 	b := (*buf)[:0]
-	if w.s.events == 0 {
+	if seq == 0 {
 		b = append(b, "retry: 1000\n"...)
 	}
 	for i, m := range msgs {
 		b = append(b, "id: "...)
-		b = append(b, w.s.resume...)
+		b = append(b, w.resume...)
 		b = append(b, '.')
-		b = strconv.AppendUint(b, w.s.events+uint64(i)+1, 10)
+		b = strconv.AppendUint(b, seq+uint64(i)+1, 10)
 		b = append(b, "\ndata: "...)
 		b = append(b, m...)
 		b = append(b, "\n\n"...)
@@ -65,7 +66,7 @@ func (w *sseWire) writeHeartbeat(ts int64, deadline time.Time) error {
 }
 
 func (w *sseWire) writeClose(code, text string, deadline time.Time) error {
-	_, err := w.writeBatch([][]byte{encodeClose(code, text)}, deadline)
+	_, err := w.writeBatch([][]byte{encodeClose(code, text)}, *w.events, deadline)
 	return err
 }
 

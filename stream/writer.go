@@ -23,8 +23,9 @@ const (
 // session's writer goroutine calls it. Each call must finish by deadline.
 type wire interface {
 	// writeBatch sends msgs (shared bytes, never modified) and flushes;
-	// it returns the bytes put on the wire.
-	writeBatch(msgs [][]byte, deadline time.Time) (int, error)
+	// it returns the bytes put on the wire. seq counts the messages the
+	// session wrote before this batch.
+	writeBatch(msgs [][]byte, seq uint64, deadline time.Time) (int, error)
 	writeHeartbeat(ts int64, deadline time.Time) error
 	// writeClose sends the close message with code and text and ends the
 	// stream on the transport's terms.
@@ -35,55 +36,75 @@ type wire interface {
 // hold up.
 const closeGrace = 2 * time.Second
 
-// run is the session's writer loop: it sleeps until woken by a change, a
-// throttle deadline, the heartbeat interval or the connection's age limit,
-// then sends what is due in one batch. It returns when peerGone is closed,
-// a write fails, or the session is stopped, with the close code it ended
-// with ("" when the peer left or the connection broke).
-func (s *Session) run(w wire, peerGone <-chan struct{}) string {
+// step does one round of writing: it sends what is due in one batch, or a
+// heartbeat if the connection has been idle for the heartbeat interval, or
+// the close message if the session was stopped or reached its maximum age.
+// It returns when the next round is due, or ended with the close code the
+// stream ended with ("" when the connection broke).
+func (s *Session) step(w wire, now time.Time) (due time.Time, code string, ended bool) {
 	cfg := &s.srv.cfg
 	maxAge := s.created.Add(cfg.MaxConnAge)
-	lastWrite := time.Now()
+	if !now.Before(maxAge) {
+		s.stopWith(CloseMaxAge, "connection reached its maximum age; reconnect to resume")
+	}
+	select {
+	case <-s.stop:
+		_ = w.writeClose(s.stopCode, s.stopMsg, now.Add(closeGrace))
+		return time.Time{}, s.stopCode, true
+	default:
+	}
+	sc := scratchPool.Get().(*scratch)
+	defer func() {
+		clear(sc.out)
+		clear(sc.later)
+		sc.out, sc.outTS, sc.later = sc.out[:0], sc.outTS[:0], sc.later[:0]
+		scratchPool.Put(sc)
+	}()
+	next := s.collect(now, sc)
+	switch {
+	case len(sc.out) > 0:
+		n, err := w.writeBatch(sc.out, s.events, now.Add(cfg.StallTimeout))
+		if err != nil {
+			return time.Time{}, s.writeFailed(w, err), true
+		}
+		s.lastWrite = now
+		s.events += uint64(len(sc.out))
+		s.srv.m.delivered(s, len(sc.out), n, sc.outTS, now)
+	case now.Sub(s.lastWrite) >= cfg.Heartbeat:
+		if err := w.writeHeartbeat(now.UnixMicro(), now.Add(cfg.StallTimeout)); err != nil {
+			return time.Time{}, s.writeFailed(w, err), true
+		}
+		s.lastWrite = now
+	}
+	due = s.lastWrite.Add(cfg.Heartbeat)
+	if maxAge.Before(due) {
+		due = maxAge
+	}
+	if !next.IsZero() && next.Before(due) {
+		due = next
+	}
+	return due, "", false
+}
+
+// run is the writer loop of the HTTP streaming transports, whose handler
+// goroutine must stay to own the response: it sleeps until woken by a
+// change, a stop, a throttle deadline, the heartbeat interval or the age
+// limit, then steps. It returns the close code the stream ended with.
+func (s *Session) run(w wire, peerGone <-chan struct{}) string {
+	s.lastWrite = time.Now()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.wake:
 		case <-t.C:
+		case <-s.stop:
 		case <-peerGone:
 			return ""
-		case <-s.stop:
-			_ = w.writeClose(s.stopCode, s.stopMsg, time.Now().Add(closeGrace))
-			return s.stopCode
 		}
-		now := time.Now()
-		if !now.Before(maxAge) {
-			s.stopWith(CloseMaxAge, "connection reached its maximum age; reconnect to resume")
-			continue
-		}
-		next := s.collect(now)
-		switch {
-		case len(s.out) > 0:
-			n, err := w.writeBatch(s.out, now.Add(cfg.StallTimeout))
-			if err != nil {
-				return s.writeFailed(w, err)
-			}
-			lastWrite = now
-			s.events += uint64(len(s.out))
-			s.srv.m.delivered(s, len(s.out), n, s.outTS, now)
-			clear(s.out)
-		case now.Sub(lastWrite) >= cfg.Heartbeat:
-			if err := w.writeHeartbeat(now.UnixMicro(), now.Add(cfg.StallTimeout)); err != nil {
-				return s.writeFailed(w, err)
-			}
-			lastWrite = now
-		}
-		due := lastWrite.Add(cfg.Heartbeat)
-		if maxAge.Before(due) {
-			due = maxAge
-		}
-		if !next.IsZero() && next.Before(due) {
-			due = next
+		due, code, ended := s.step(w, time.Now())
+		if ended {
+			return code
 		}
 		t.Reset(time.Until(due))
 	}

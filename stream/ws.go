@@ -3,6 +3,7 @@ package stream
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -14,10 +15,14 @@ var upgrader = websocket.Upgrader{
 	ReadBufferSize:  512,
 	WriteBufferSize: 1024,
 	WriteBufferPool: &sync.Pool{},
-	// Origins are checked by startSession before the upgrade.
+	// Origins are checked before the upgrade.
 	CheckOrigin: func(*http.Request) bool { return true },
 }
 
+// serveWS upgrades the connection and returns at once, so that net/http's
+// per-request buffers are freed: an idle WebSocket session is one parked
+// reader goroutine, a timer and its subscriptions. Its writer runs only
+// when there is something to write (see wsDriver).
 func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "WebSocket upgrade required", http.StatusUpgradeRequired)
@@ -27,55 +32,125 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	s, err := srv.begin(r, TransportWS, r.URL.Query().Get("resume"), false)
-	if err != nil {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
-		return
-	}
 	conn, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		srv.finish(s, "") // the upgrader has answered
-		return
+		return // the upgrader has answered
 	}
 	conn.SetReadLimit(MaxOpBytes)
-
-	peerGone := make(chan struct{})
-	var code string
-	var writer sync.WaitGroup
-	writer.Add(1)
-	go func() {
-		defer writer.Done()
-		code = s.run(&wsWire{conn: conn}, peerGone)
-		if code != "" {
-			// Let the client answer the close frame before the socket goes.
-			_ = conn.SetReadDeadline(time.Now().Add(closeGrace))
-			select {
-			case <-peerGone:
-			case <-time.After(closeGrace):
-			}
-		}
+	d := &wsDriver{srv: srv, conn: conn, wire: wsWire{conn: conn}, quit: make(chan struct{}), readerDone: make(chan struct{})}
+	d.s = srv.newSession(TransportWS)
+	d.s.kick = d.kick
+	d.timer = time.AfterFunc(time.Hour, d.timerFired)
+	if err := srv.begin(r, d.s, r.URL.Query().Get("resume"), false); err != nil {
+		d.timer.Stop()
+		_ = conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, CloseShutdown), time.Now().Add(closeGrace))
 		conn.Close()
-	}()
-
-	srv.readOps(s, conn, peerGone)
-	writer.Wait()
-	srv.finish(s, code)
+		return
+	}
+	go d.read()
+	d.kick()
 }
 
-// readOps reads client ops until the connection ends, then closes peerGone.
-// It stops reading while the session's control queue is full, so a client
-// that sends ops without reading replies cannot grow server memory.
-func (srv *Server) readOps(s *Session, conn *websocket.Conn, peerGone chan struct{}) {
-	defer close(peerGone)
+// wsDriver runs a WebSocket session's writer on demand: a change, a stop
+// or the timer (throttle, heartbeat, age) kicks it; it writes what is due
+// and parks by re-arming the timer and returning. At most one drive runs
+// at a time, so only it touches the socket's write side.
+type wsDriver struct {
+	srv   *Server
+	s     *Session
+	conn  *websocket.Conn
+	wire  wsWire
+	timer *time.Timer
+
+	running    atomic.Bool // a drive is in progress
+	ended      atomic.Bool
+	gone       atomic.Bool   // the reader saw the connection end
+	quit       chan struct{} // closed when the session ends
+	readerDone chan struct{}
+}
+
+// kick starts a drive unless one is running. It never blocks: it is
+// called from the cache's fan-out.
+func (d *wsDriver) kick() {
+	if !d.ended.Load() && d.running.CompareAndSwap(false, true) {
+		go d.drive()
+	}
+}
+
+// timerFired drives on the timer's own goroutine.
+func (d *wsDriver) timerFired() {
+	if !d.ended.Load() && d.running.CompareAndSwap(false, true) {
+		d.drive()
+	}
+}
+
+func (d *wsDriver) drive() {
+	s := d.s
+	for {
+		select {
+		case <-s.wake: // consume: this round covers it
+		default:
+		}
+		if d.gone.Load() {
+			d.end("")
+			return
+		}
+		due, code, ended := s.step(&d.wire, time.Now())
+		if ended {
+			d.end(code)
+			return
+		}
+		d.timer.Reset(time.Until(due))
+		d.running.Store(false)
+		// A kick that came while this drive ran found it running and left;
+		// its wake token is still there.
+		if len(s.wake) == 0 && !d.gone.Load() {
+			return
+		}
+		if !d.running.CompareAndSwap(false, true) {
+			return // a newer drive took over
+		}
+	}
+}
+
+// end closes the connection (after letting the client answer a close
+// frame), waits for the reader and releases the session.
+func (d *wsDriver) end(code string) {
+	d.ended.Store(true)
+	d.timer.Stop()
+	close(d.quit)
+	if code != "" {
+		_ = d.conn.SetReadDeadline(time.Now().Add(closeGrace))
+		select {
+		case <-d.readerDone:
+		case <-time.After(closeGrace):
+		}
+	}
+	d.conn.Close()
+	<-d.readerDone
+	d.srv.finish(d.s, code)
+}
+
+// read reads client ops until the connection ends. It stops reading while
+// the session's control queue is full, so a client that sends ops without
+// reading replies cannot grow server memory.
+func (d *wsDriver) read() {
+	defer close(d.readerDone)
+	defer func() {
+		d.gone.Store(true)
+		d.s.signal()
+	}()
+	s, srv := d.s, d.srv
 	for {
 		for s.ctrlFull() {
 			select {
 			case <-s.ctrlSpace:
-			case <-s.stop:
+			case <-d.quit:
 				return
 			}
 		}
-		typ, data, err := conn.ReadMessage()
+		typ, data, err := d.conn.ReadMessage()
 		if err != nil {
 			return
 		}
@@ -98,7 +173,7 @@ type wsWire struct {
 	conn *websocket.Conn
 }
 
-func (w *wsWire) writeBatch(msgs [][]byte, deadline time.Time) (int, error) {
+func (w *wsWire) writeBatch(msgs [][]byte, _ uint64, deadline time.Time) (int, error) {
 	_ = w.conn.SetWriteDeadline(deadline)
 	if len(msgs) == 1 {
 		return len(msgs[0]), w.conn.WriteMessage(websocket.TextMessage, msgs[0])
