@@ -49,6 +49,9 @@ func (m *Metrics) Counter(adapter string) Counter {
 	if m == nil {
 		return Counter{}
 	}
+	for _, r := range []string{ReasonJSON, ReasonSymbol, ReasonField, ReasonValue} {
+		m.Rejected.WithLabelValues(adapter, r) // shown as 0 before the first rejection
+	}
 	return Counter{m: m, adapter: adapter, accepted: m.Accepted.WithLabelValues(adapter)}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"tickerd/internal/cli"
+	"tickerd/simulator"
 )
 
 // config is the parsed command line.
@@ -55,7 +56,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.addr, "addr", ":8080", "HTTP listen `address`")
-	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, tcp:ADDR (NDJSON over TCP; tickerd listens) (default sim)")
+	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, replay:PATH[?speed=10x&loop=1], tcp:ADDR (NDJSON over TCP; tickerd listens) (default sim)")
 	fs.IntVar(&c.simSymbols, "sim-symbols", 200, "built-in simulator: number of symbols")
 	fs.Float64Var(&c.simRate, "sim-rate", 2000, "built-in simulator: total updates per second")
 	fs.Int64Var(&c.simSeed, "sim-seed", 1, "built-in simulator: random seed")
@@ -107,8 +108,12 @@ func (c *config) validate() error {
 			check(arg == "", "-feed %q: %s takes no argument", f, kind)
 		case "tcp":
 			check(arg != "", "-feed %q: want tcp:ADDR, e.g. tcp:127.0.0.1:9000", f)
+		case "replay":
+			if _, err := simulator.ParseReplaySource(arg); err != nil {
+				errs = append(errs, fmt.Errorf("-feed %q: %w", f, err))
+			}
 		default:
-			errs = append(errs, fmt.Errorf("-feed %q: unknown source (want sim, none or tcp:ADDR)", f))
+			errs = append(errs, fmt.Errorf("-feed %q: unknown source (want sim, none, replay:PATH[?speed=10x&loop=1] or tcp:ADDR)", f))
 		}
 	}
 	return errors.Join(errs...)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -59,6 +60,7 @@ func run(c *config, log *slog.Logger) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ready") })
 	registerUI(mux)
+	registerDebug(mux)
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -133,6 +135,25 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 			}
 		}()
 		log.Info("simulated feed", "symbols", c.simSymbols, "rate", c.simRate, "seed", c.simSeed)
+	case "replay":
+		r, err := simulator.ParseReplaySource(arg)
+		if err != nil {
+			return fmt.Errorf("-feed %s: %w", spec, err)
+		}
+		counted := countingSink{Sink: cache, c: m.Counter("replay")}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.Feed(ctx, counted)
+			switch {
+			case err == nil:
+				p := r.Progress()
+				log.Info("replay finished", "path", arg, "updates", p.Sent)
+			case !errors.Is(err, context.Canceled):
+				log.Error("replay stopped", "path", arg, "err", err)
+			}
+		}()
+		log.Info("replaying capture", "source", arg)
 	case "tcp":
 		ln, err := net.Listen("tcp", arg)
 		if err != nil {
@@ -196,4 +217,21 @@ func splitComma(s string) []string {
 		}
 	}
 	return out
+}
+
+// registerDebug serves Go's profiles under /debug/pprof/ to loopback peers
+// only: they reveal internals and cost CPU.
+func registerDebug(mux *http.ServeMux) {
+	loopback := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !feed.IsLoopback(r.RemoteAddr) {
+				http.Error(w, "debug endpoints are open to loopback peers only", http.StatusForbidden)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	mux.Handle("GET /debug/pprof/", loopback(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", loopback(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", loopback(http.HandlerFunc(pprof.Trace)))
 }
