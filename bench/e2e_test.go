@@ -23,7 +23,8 @@ func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	build := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "tickerd/cmd/tickerd", "tickerd/cmd/tickerbench")
+	args := append(append([]string{"build"}, buildFlags...), "-o", dir+string(filepath.Separator), "tickerd/cmd/tickerd", "tickerd/cmd/tickerbench")
+	build := exec.CommandContext(ctx, "go", args...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}

@@ -126,8 +126,8 @@ func (s *Server) Sample() (ProcSample, error) { return SampleProc(s.PID()) }
 func (s *Server) Log() string { return s.log.String() }
 
 // Stop sends SIGTERM, waits up to 10 s for the process to exit, then kills
-// it. It returns an error if the server had to be killed or had already
-// died.
+// it. It returns an error if the server had to be killed, had already died
+// or exited with a non-zero status.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		select {
@@ -139,6 +139,11 @@ func (s *Server) Stop() error {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-s.exited:
+			// The contract: SIGTERM ends tickerd with status 0 (a race
+			// detector report makes it 66).
+			if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+				s.stopErr = fmt.Errorf("bench: tickerd exited with status %d after SIGTERM\n%s", code, s.log.String())
+			}
 		case <-time.After(10 * time.Second):
 			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 			<-s.exited
