@@ -25,7 +25,7 @@ fmt:
 	gofmt -w .
 
 lint: vet
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 # Benchmarks of the hot paths; results go in docs/performance.md.
 bench:

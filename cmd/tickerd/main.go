@@ -56,7 +56,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.addr, "addr", ":8080", "HTTP listen `address`")
-	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, replay:PATH[?speed=10x&loop=1], tcp:ADDR (NDJSON over TCP; tickerd listens) (default sim)")
+	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, replay:PATH[?speed=10x&loop=1], tcp:ADDR (NDJSON over TCP; tickerd listens)")
 	fs.IntVar(&c.simSymbols, "sim-symbols", 200, "built-in simulator: number of symbols")
 	fs.Float64Var(&c.simRate, "sim-rate", 2000, "built-in simulator: total updates per second")
 	fs.Int64Var(&c.simSeed, "sim-seed", 1, "built-in simulator: random seed")
