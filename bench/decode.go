@@ -428,6 +428,10 @@ func (s *scanner) rawStr() (raw []byte, slow bool, err error) {
 	ascii := true
 	for s.pos < len(s.data) {
 		c := s.data[s.pos]
+		if plain[c] {
+			s.pos++
+			continue
+		}
 		switch {
 		case c == '"':
 			raw = s.data[start+1 : s.pos]
@@ -469,6 +473,15 @@ func (s *scanner) rawStr() (raw []byte, slow bool, err error) {
 	}
 	return nil, false, s.errf("unterminated string")
 }
+
+// plain marks the bytes a string holds as they are: printable ASCII other
+// than the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'

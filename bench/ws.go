@@ -13,12 +13,13 @@ import (
 )
 
 // newDialer returns the WebSocket dialer shared by a run's sessions: small
-// read buffers, write buffers only while writing, no compression.
+// read buffers (2 KiB: a typical batch frame of tickerd fits in one read),
+// write buffers only while writing, no compression.
 func newDialer(timeout time.Duration) *websocket.Dialer {
 	return &websocket.Dialer{
 		NetDialContext:   (&net.Dialer{Timeout: timeout}).DialContext,
 		HandshakeTimeout: timeout,
-		ReadBufferSize:   1024,
+		ReadBufferSize:   2048,
 		WriteBufferSize:  256,
 		WriteBufferPool:  &sync.Pool{},
 		Proxy:            nil, // load tests target tickerd directly

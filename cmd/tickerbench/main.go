@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,7 +59,7 @@ type options struct {
 	rate, zipf, targetKiB       float64
 	seed                        uint64
 	check, quiet                bool
-	tickerd                     string
+	tickerd, cpuProfile         string
 	worker, universeFile        string // hidden: set by the parent of a worker
 	set                         map[string]bool
 }
@@ -91,6 +92,7 @@ func newFlags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.DurationVar(&o.settle, "settle", 0, "wait before the convergence check (0 = one throttle interval + 1s); stop the feed first for an exact check")
 	fs.DurationVar(&o.timeout, "connect-timeout", 10*time.Second, "limit on one connection attempt")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines on stderr")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile to `file` (go tool pprof)")
 	fs.StringVar(&o.tickerd, "tickerd", "", "scenario: tickerd binary `path` (default: go build ./cmd/tickerd)")
 	fs.Float64Var(&o.targetKiB, "target-kib", 12, "scenario footprint: fail when server RSS per session is above this (0 = report only)")
 	fs.StringVar(&o.worker, "worker", "", "internal: run as worker `I/P`")
@@ -141,6 +143,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "tickerbench: "+format+"\n", a...) }
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			logf("%v", err)
+			return 2
+		}
+		defer stopProfile()
+	}
 
 	switch {
 	case len(pos) == 0 && o.worker != "":
@@ -273,7 +283,7 @@ func spread(ctx context.Context, cfg bench.Config, procs int, args []string) (*b
 	var common []string
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "procs", "out", "check", "quiet", "worker", "universe-file":
+		case "procs", "out", "check", "quiet", "worker", "universe-file", "cpuprofile":
 			return
 		}
 		common = append(common, "-"+f.Name+"="+f.Value.String())
@@ -357,6 +367,23 @@ func scenarioMain(ctx context.Context, o *options, name string, stdout io.Writer
 		return 1
 	}
 	return interrupted(ctx, logf)
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 func writeJSON(path string, v any) error {
