@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -43,6 +44,7 @@ type ServerStats struct {
 	RSSBaseline      int64   `json:"rssBaseline"`      // bytes, before any session (footprint)
 	RSSLoaded        int64   `json:"rssLoaded"`        // bytes, with every session open, settled
 	RSSPerSessionKiB float64 `json:"rssPerSessionKiB"` // (loaded - baseline) / sessions (footprint)
+	ForcedGC         bool    `json:"forcedGC"`         // a GC ran before each RSS sample (GET /debug/pprof/heap?gc=1)
 	TargetKiB        float64 `json:"targetKiB,omitempty"`
 	CPUSeconds       float64 `json:"cpuSeconds"`    // user+system over the steady window
 	WindowSeconds    float64 `json:"windowSeconds"` // the steady window
@@ -116,10 +118,33 @@ func (sc *ScenarioConfig) startServer(ctx context.Context, args ...string) (*Ser
 	}, nil
 }
 
-// settleRSS samples the server until its RSS holds still (four samples
-// 250 ms apart within 0.5% or 64 KiB), for at most limit, and returns the
-// last sample.
-func settleRSS(ctx context.Context, srv *Server, limit time.Duration) (ProcSample, error) {
+// forceGC asks the server for a heap profile with gc=1, which runs a
+// garbage collection first (tickerd serves /debug/pprof to loopback). It
+// reports whether the server obliged.
+func forceGC(ctx context.Context, srv *Server) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode == http.StatusOK
+}
+
+// settleRSS forces a garbage collection in the server if it can, then
+// samples it until its RSS holds still (four samples 250 ms apart within
+// 0.5% or 64 KiB), for at most limit, and returns the last sample.
+func settleRSS(ctx context.Context, srv *Server, limit time.Duration) (ProcSample, bool, error) {
+	gc := forceGC(ctx, srv)
+	s, err := holdStill(ctx, srv, limit)
+	return s, gc, err
+}
+
+func holdStill(ctx context.Context, srv *Server, limit time.Duration) (ProcSample, error) {
 	deadline := time.Now().Add(limit)
 	prev, err := srv.Sample()
 	if err != nil {
@@ -191,17 +216,20 @@ func Footprint(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) 
 		if err := postIngest(ctx, srv.URL, body.String()); err != nil {
 			return err
 		}
-		base, err := settleRSS(ctx, srv, 10*time.Second)
+		base, gc, err := settleRSS(ctx, srv, 10*time.Second)
 		if err != nil {
 			return err
 		}
+		rep.Server.ForcedGC = gc
 		rep.Server.RSSBaseline = base.RSS
 		sc.logf("baseline RSS %s", byteSize(base.RSS))
 		cfg.URLs, cfg.Universe = []string{srv.URL}, universe
 		var loaded, end ProcSample
 		var sampleErr error
 		cfg.SteadyStart = func() {
-			loaded, sampleErr = settleRSS(ctx, srv, 15*time.Second)
+			var gc bool
+			loaded, gc, sampleErr = settleRSS(ctx, srv, 15*time.Second)
+			rep.Server.ForcedGC = rep.Server.ForcedGC && gc
 		}
 		cfg.SteadyEnd = func() {
 			if sampleErr == nil {
@@ -311,7 +339,11 @@ func (r *ScenarioReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "server\ttickerd %s\n", strings.Join(r.ServerArgs, " "))
 	s := r.Server
 	if s.RSSBaseline > 0 {
-		fmt.Fprintf(tw, "server rss\tbaseline %s, with sessions %s: %.2f KiB per session", byteSize(s.RSSBaseline), byteSize(s.RSSLoaded), s.RSSPerSessionKiB)
+		gc := "settled without a forced GC"
+		if s.ForcedGC {
+			gc = "after a forced GC"
+		}
+		fmt.Fprintf(tw, "server rss\tbaseline %s, with sessions %s (%s): %.2f KiB per session", byteSize(s.RSSBaseline), byteSize(s.RSSLoaded), gc, s.RSSPerSessionKiB)
 		if s.TargetKiB > 0 {
 			fmt.Fprintf(tw, " (target <= %.0f KiB)", s.TargetKiB)
 		}
