@@ -8,8 +8,9 @@
 // Report. It also runs the named scenarios (footprint, fanout) that start a
 // tickerd process on loopback and sample its memory and CPU.
 //
-// bench never serves market data and imports no server package: it talks to
-// tickerd only over the public wire protocol, so it measures what any client
-// would see. Its decoder reads only the few keys a load test needs and never
-// builds a map per message.
+// bench never serves market data and imports no server stage (only feed,
+// for the field names): it talks to tickerd over the public wire protocol
+// alone, so it measures what any client would see. Its decoder reads only
+// the few keys a load test needs, never builds a map per message and does
+// not allocate for frames without escapes.
 package bench
