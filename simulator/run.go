@@ -8,8 +8,10 @@ import (
 	"tickerd/feed"
 )
 
-// pace is the interval at which Run emits the ticks that have come due.
-const pace = 5 * time.Millisecond
+// pace is the interval at which Run emits the ticks that have come due:
+// short, so that the feed arrives spread out as a real one does rather than
+// in bursts that every subscriber must absorb at once.
+const pace = time.Millisecond
 
 // ctxCheckEvery is how many updates Run and Generate emit between two looks
 // at their context within one batch.
