@@ -31,6 +31,16 @@ lint: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./conflate ./stream ./feed ./simulator
 
+# Load scenarios on loopback (bench/): each starts its own tickerd.
+loadtest: build
+	./bin/tickerbench scenario footprint -tickerd ./bin/tickerd -out artifacts/footprint.json
+	./bin/tickerbench scenario fanout -tickerd ./bin/tickerd -out artifacts/fanout.json
+
+# Small versions (well under 2 minutes): zero errors and convergence only.
+loadtest-quick: build
+	./bin/tickerbench scenario footprint -tickerd ./bin/tickerd -conns 300 -target-kib 0 -duration 3s
+	./bin/tickerbench scenario fanout -tickerd ./bin/tickerd -conns 100 -duration 5s
+
 # make fuzz FUZZ=FuzzParseLine PKG=./feed [FUZZTIME=1m]
 fuzz:
 	@test -n "$(FUZZ)" || { echo "usage: make fuzz FUZZ=FuzzName PKG=./pkg [FUZZTIME=30s]"; exit 2; }
