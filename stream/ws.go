@@ -1,30 +1,30 @@
 package stream
 
 import (
+	"bytes"
+	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/gobwas/ws"
+
+	"tickerd/internal/netpoll"
 )
 
-// Small I/O buffers and a shared write-buffer pool keep an idle WebSocket
-// session at a few KiB (see shared/LIBRARIES.md).
-var upgrader = websocket.Upgrader{
-	ReadBufferSize:  512,
-	WriteBufferSize: 1024,
-	WriteBufferPool: &sync.Pool{},
-	// Origins are checked before the upgrade.
-	CheckOrigin: func(*http.Request) bool { return true },
-}
+// upgrader answers the WebSocket handshake (no compression, no
+// subprotocol). Its timeout bounds writing the 101 response.
+var upgrader = ws.HTTPUpgrader{Timeout: 10 * time.Second}
 
 // serveWS upgrades the connection and returns at once, so that net/http's
-// per-request buffers are freed: an idle WebSocket session is one parked
-// reader goroutine, a timer and its subscriptions. Its writer runs only
-// when there is something to write (see wsDriver).
+// per-request goroutine and buffers are freed. An idle WebSocket session is
+// then its Session, a wsDriver, a timer and a poller registration: no
+// goroutine. A goroutine exists only while the client's frames are read
+// (ws_read.go) or while something is written (drive).
 func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	if !websocket.IsWebSocketUpgrade(r) {
+	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
 		http.Error(w, "WebSocket upgrade required", http.StatusUpgradeRequired)
 		return
 	}
@@ -32,42 +32,75 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	conn, err := upgrader.Upgrade(w, r, nil)
+	conn, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
-		return // the upgrader has answered
+		if conn != nil {
+			conn.Close() // the upgrader has answered on it
+		}
+		return
 	}
-	conn.SetReadLimit(MaxOpBytes)
-	d := &wsDriver{srv: srv, conn: conn, wire: wsWire{conn: conn}, quit: make(chan struct{}), readerDone: make(chan struct{})}
+	// Frames a client sent right behind its handshake may already sit in
+	// net/http's reader: keep those bytes, let the buffers go.
+	var early []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		b, _ := rw.Reader.Peek(n)
+		early = bytes.Clone(b)
+	}
+	d := &wsDriver{srv: srv, conn: conn}
 	d.s = srv.newSession(TransportWS)
 	d.s.kick = d.kick
 	d.timer = time.AfterFunc(time.Hour, d.timerFired)
 	if err := srv.begin(r, d.s, r.URL.Query().Get("resume"), false); err != nil {
 		d.timer.Stop()
-		_ = conn.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(websocket.CloseGoingAway, CloseShutdown), time.Now().Add(closeGrace))
+		_ = d.writeCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, CloseShutdown), time.Now().Add(closeGrace))
 		conn.Close()
 		return
 	}
-	go d.read()
+	d.startReading(early)
 	d.kick()
 }
 
-// wsDriver runs a WebSocket session's writer on demand: a change, a stop
-// or the timer (throttle, heartbeat, age) kicks it; it writes what is due
-// and parks by re-arming the timer and returning. At most one drive runs
-// at a time, so only it touches the socket's write side.
+// headerHasToken reports whether a comma-separated header lists token.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wsDriver runs a WebSocket session on demand. Its writer is a drive: a
+// change, a stop or the timer (throttle, heartbeat, age) kicks it; it
+// writes what is due and parks by re-arming the timer and returning. At
+// most one drive runs at a time. Its reader is a read round started by the
+// poller when the client has sent something (ws_read.go).
 type wsDriver struct {
 	srv   *Server
 	s     *Session
-	conn  *websocket.Conn
-	wire  wsWire
+	conn  net.Conn
 	timer *time.Timer
 
-	running    atomic.Bool // a drive is in progress
-	ended      atomic.Bool
-	gone       atomic.Bool   // the reader saw the connection end
-	quit       chan struct{} // closed when the session ends
-	readerDone chan struct{}
+	running   atomic.Bool // a drive is in progress
+	ended     atomic.Bool // end has begun: client ops no longer apply
+	gone      atomic.Bool // the client closed, broke the connection or broke the protocol
+	closeSent bool        // our close frame is out; nothing follows it (guarded by wmu)
+
+	// wmu is the socket's write side: a drive's frame, or the reader's
+	// pong or close reply, never two interleaved.
+	wmu sync.Mutex
+
+	// The read side. rmu is held by whatever is reading: a poller
+	// callback for one round, or the fallback reader for its life; end
+	// takes it to wait for them.
+	rmu        sync.Mutex
+	rclosed    bool            // end has taken over: no more reading (guarded by rmu)
+	readStop   atomic.Bool     // end wants reading cut short; read deadlines are in the past
+	h          *netpoll.Handle // the poller registration; nil when read by a goroutine of its own
+	readerDone chan struct{}   // closed when the fallback reader returns; nil when polled
+	frag       *wsFragments    // a fragmented message being received (guarded by rmu)
 }
 
 // kick starts a drive unless one is running. It never blocks: it is
@@ -96,7 +129,7 @@ func (d *wsDriver) drive() {
 			d.end("")
 			return
 		}
-		due, code, ended := s.step(&d.wire, time.Now())
+		due, code, ended := s.step(wsWire{d}, time.Now())
 		if ended {
 			d.end(code)
 			return
@@ -114,99 +147,35 @@ func (d *wsDriver) drive() {
 	}
 }
 
-// end closes the connection (after letting the client answer a close
-// frame), waits for the reader and releases the session.
+// end finishes the session: after a close frame it gives the client
+// closeGrace to answer, then stops the read side (waiting only for a
+// reader that is actually running), closes the connection and releases
+// the session.
 func (d *wsDriver) end(code string) {
 	d.ended.Store(true)
 	d.timer.Stop()
-	close(d.quit)
+	d.wakeReader()
 	if code != "" {
-		_ = d.conn.SetReadDeadline(time.Now().Add(closeGrace))
-		select {
-		case <-d.readerDone:
-		case <-time.After(closeGrace):
-		}
+		d.awaitPeerClose()
 	}
+	d.stopReading()
 	d.conn.Close()
-	<-d.readerDone
 	d.srv.finish(d.s, code)
 }
 
-// read reads client ops until the connection ends. It stops reading while
-// the session's control queue is full, so a client that sends ops without
-// reading replies cannot grow server memory.
-func (d *wsDriver) read() {
-	defer close(d.readerDone)
-	defer func() {
-		d.gone.Store(true)
-		d.s.signal()
-	}()
-	s, srv := d.s, d.srv
-	for {
-		for s.ctrlFull() {
-			select {
-			case <-s.ctrlSpace:
-			case <-d.quit:
-				return
-			}
-		}
-		typ, data, err := d.conn.ReadMessage()
-		if err != nil {
+// awaitPeerClose waits until the reader has seen the client go (its close
+// frame answering ours, or the end of the stream), at most closeGrace, so
+// that the client reads the close message before the connection goes.
+func (d *wsDriver) awaitPeerClose() {
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	for !d.gone.Load() {
+		select {
+		case <-d.s.wake: // the reader signals when the client has gone
+		case <-t.C:
 			return
 		}
-		if typ != websocket.TextMessage {
-			s.enqueue(srv.errorReply(nil, CodeBadRequest, "", "binary frames are not accepted; send JSON text"))
-			continue
-		}
-		op, err := ParseOp(data)
-		if err != nil {
-			s.enqueue(srv.opErrorReply(err))
-			continue
-		}
-		s.enqueue(s.apply(op)...)
 	}
-}
-
-// wsWire frames a batch as one text frame: the message itself, or a JSON
-// array of messages.
-type wsWire struct {
-	conn *websocket.Conn
-}
-
-func (w *wsWire) writeBatch(msgs [][]byte, _ uint64, deadline time.Time) (int, error) {
-	_ = w.conn.SetWriteDeadline(deadline)
-	if len(msgs) == 1 {
-		return len(msgs[0]), w.conn.WriteMessage(websocket.TextMessage, msgs[0])
-	}
-	buf := getBuf()
-	defer putBuf(buf)
-	b := append((*buf)[:0], '[')
-	for i, m := range msgs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, m...)
-	}
-	b = append(b, ']')
-	*buf = b
-	return len(b), w.conn.WriteMessage(websocket.TextMessage, b)
-}
-
-func (w *wsWire) writeHeartbeat(ts int64, deadline time.Time) error {
-	_ = w.conn.SetWriteDeadline(deadline)
-	return w.conn.WriteMessage(websocket.TextMessage, encodeHeartbeat(ts))
-}
-
-func (w *wsWire) writeClose(code, text string, deadline time.Time) error {
-	_ = w.conn.SetWriteDeadline(deadline)
-	if err := w.conn.WriteMessage(websocket.TextMessage, encodeClose(code, text)); err != nil {
-		return err
-	}
-	status := websocket.ClosePolicyViolation // slow_consumer, revoked, unauthorized
-	if code == CloseShutdown || code == CloseMaxAge || code == CloseReplaced {
-		status = websocket.CloseGoingAway
-	}
-	return w.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(status, code), deadline)
 }
 
 // Batch buffers are pooled: an idle session holds none.

@@ -1,0 +1,143 @@
+package stream
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+var errCloseSent = errors.New("stream: WebSocket close frame already sent")
+
+// Batch framing, shared read-only by every frame written.
+var (
+	jsonOpen  = []byte{'['}
+	jsonComma = []byte{','}
+	jsonClose = []byte{']'}
+)
+
+// wsWire frames a batch as one text frame: the message itself, or a JSON
+// array of messages. Only the drive calls it.
+type wsWire struct{ d *wsDriver }
+
+func (w wsWire) writeBatch(msgs [][]byte, _ uint64, deadline time.Time) (int, error) {
+	f := getFrame()
+	defer putFrame(f)
+	if len(msgs) == 1 {
+		f.vec = append(f.vec, msgs[0])
+	} else {
+		f.vec = append(f.vec, jsonOpen)
+		for i, m := range msgs {
+			if i > 0 {
+				f.vec = append(f.vec, jsonComma)
+			}
+			f.vec = append(f.vec, m)
+		}
+		f.vec = append(f.vec, jsonClose)
+	}
+	return w.d.writeFrame(f, ws.OpText, deadline)
+}
+
+func (w wsWire) writeHeartbeat(ts int64, deadline time.Time) error {
+	_, err := w.writeBatch([][]byte{encodeHeartbeat(ts)}, 0, deadline)
+	return err
+}
+
+// writeClose sends the close message, then a close frame: 1001 (going
+// away) for shutdown, max_age and replaced, 1008 (policy) otherwise.
+func (w wsWire) writeClose(code, text string, deadline time.Time) error {
+	if _, err := w.writeBatch([][]byte{encodeClose(code, text)}, 0, deadline); err != nil {
+		return err
+	}
+	status := ws.StatusPolicyViolation // slow_consumer, revoked, unauthorized
+	if code == CloseShutdown || code == CloseMaxAge || code == CloseReplaced {
+		status = ws.StatusGoingAway
+	}
+	return w.d.writeCloseFrame(ws.NewCloseFrameBody(status, code), deadline)
+}
+
+// writeControl sends a control frame (the reader's pong).
+func (d *wsDriver) writeControl(op ws.OpCode, payload []byte, deadline time.Time) error {
+	f := getFrame()
+	defer putFrame(f)
+	f.vec = append(f.vec, payload)
+	_, err := d.writeFrame(f, op, deadline)
+	return err
+}
+
+// writeCloseFrame sends a close frame with body, unless one was sent:
+// whichever side closes first, there is one, and nothing follows it.
+func (d *wsDriver) writeCloseFrame(body []byte, deadline time.Time) error {
+	f := getFrame()
+	defer putFrame(f)
+	f.vec = append(f.vec, body)
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if d.closeSent {
+		return errCloseSent
+	}
+	d.closeSent = true
+	_, err := d.writeFrameLocked(f, ws.OpClose, deadline)
+	return err
+}
+
+// writeFrame sends f's payload as one frame of op: header and payload in
+// one writev, under the write lock. It returns the bytes written.
+func (d *wsDriver) writeFrame(f *frame, op ws.OpCode, deadline time.Time) (int, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if d.closeSent {
+		return 0, errCloseSent
+	}
+	return d.writeFrameLocked(f, op, deadline)
+}
+
+func (d *wsDriver) writeFrameLocked(f *frame, op ws.OpCode, deadline time.Time) (int, error) {
+	var n int64
+	for _, b := range f.vec[1:] {
+		n += int64(len(b))
+	}
+	if err := ws.WriteHeaderBuffer(f, ws.Header{Fin: true, OpCode: op, Length: n}, f.hdr[:]); err != nil {
+		return 0, err
+	}
+	f.vec[0] = f.hdr[:f.hlen]
+	vec := f.vec // WriteTo consumes its receiver
+	_ = d.conn.SetWriteDeadline(deadline)
+	written, err := vec.WriteTo(d.conn)
+	return int(written), err
+}
+
+// frame is the scratch of one frame write, pooled: the header and the
+// payload's pieces, which are shared bytes and never copied.
+type frame struct {
+	hdr  [ws.MaxHeaderSize]byte
+	hlen int
+	vec  net.Buffers // vec[0] is the header's place
+}
+
+// Write takes the encoded header from ws.WriteHeaderBuffer.
+func (f *frame) Write(p []byte) (int, error) {
+	f.hlen = copy(f.hdr[:], p)
+	return len(p), nil
+}
+
+const maxPooledVec = 4096
+
+var framePool = sync.Pool{New: func() any { return new(frame) }}
+
+func getFrame() *frame {
+	f := framePool.Get().(*frame)
+	f.vec = append(f.vec[:0], nil)
+	return f
+}
+
+func putFrame(f *frame) {
+	if cap(f.vec) > maxPooledVec {
+		return
+	}
+	clear(f.vec) // drop the references to shared message bytes
+	f.vec = f.vec[:0]
+	framePool.Put(f)
+}
