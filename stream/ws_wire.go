@@ -11,13 +11,6 @@ import (
 
 var errCloseSent = errors.New("stream: WebSocket close frame already sent")
 
-// Batch framing, shared read-only by every frame written.
-var (
-	jsonOpen  = []byte{'['}
-	jsonComma = []byte{','}
-	jsonClose = []byte{']'}
-)
-
 // wsWire frames a batch as one text frame: the message itself, or a JSON
 // array of messages. Only the drive calls it.
 type wsWire struct{ d *wsDriver }
@@ -27,16 +20,22 @@ func (w wsWire) writeBatch(msgs [][]byte, _ uint64, deadline time.Time) (int, er
 	defer putFrame(f)
 	if len(msgs) == 1 {
 		f.vec = append(f.vec, msgs[0])
-	} else {
-		f.vec = append(f.vec, jsonOpen)
-		for i, m := range msgs {
-			if i > 0 {
-				f.vec = append(f.vec, jsonComma)
-			}
-			f.vec = append(f.vec, m)
-		}
-		f.vec = append(f.vec, jsonClose)
+		return w.d.writeFrame(f, ws.OpText, deadline)
 	}
+	// One piece, not one per message: the fd keeps writev's iovec array
+	// for the connection's life, sized by its largest writev.
+	buf := getBuf()
+	defer putBuf(buf)
+	b := append((*buf)[:0], '[')
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m...)
+	}
+	b = append(b, ']')
+	*buf = b
+	f.vec = append(f.vec, b)
 	return w.d.writeFrame(f, ws.OpText, deadline)
 }
 
@@ -84,7 +83,8 @@ func (d *wsDriver) writeCloseFrame(body []byte, deadline time.Time) error {
 }
 
 // writeFrame sends f's payload as one frame of op: header and payload in
-// one writev, under the write lock. It returns the bytes written.
+// one writev, under the write lock. It returns the bytes written, header
+// included.
 func (d *wsDriver) writeFrame(f *frame, op ws.OpCode, deadline time.Time) (int, error) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
@@ -110,11 +110,11 @@ func (d *wsDriver) writeFrameLocked(f *frame, op ws.OpCode, deadline time.Time) 
 }
 
 // frame is the scratch of one frame write, pooled: the header and the
-// payload's pieces, which are shared bytes and never copied.
+// payload, which may be shared bytes and is never modified.
 type frame struct {
 	hdr  [ws.MaxHeaderSize]byte
 	hlen int
-	vec  net.Buffers // vec[0] is the header's place
+	vec  net.Buffers // [header, payload]
 }
 
 // Write takes the encoded header from ws.WriteHeaderBuffer.
@@ -122,8 +122,6 @@ func (f *frame) Write(p []byte) (int, error) {
 	f.hlen = copy(f.hdr[:], p)
 	return len(p), nil
 }
-
-const maxPooledVec = 4096
 
 var framePool = sync.Pool{New: func() any { return new(frame) }}
 
@@ -134,9 +132,6 @@ func getFrame() *frame {
 }
 
 func putFrame(f *frame) {
-	if cap(f.vec) > maxPooledVec {
-		return
-	}
 	clear(f.vec) // drop the references to shared message bytes
 	f.vec = f.vec[:0]
 	framePool.Put(f)
