@@ -348,15 +348,16 @@ func (d *wsDriver) readControl(r io.Reader, h ws.Header) error {
 	case ws.OpPing:
 		return d.writeControl(ws.OpPong, p, deadline)
 	case ws.OpClose:
-		if len(p) >= 2 {
-			// Echo the status code; a code a client may not send is a
-			// protocol error.
-			if err := ws.CheckCloseFrameData(ws.ParseCloseFrameData(p)); err != nil {
-				p = ws.NewCloseFrameBody(ws.StatusProtocolError, "")
+		// Echo the status code (none for none); a malformed body or a
+		// code a client may not send is a protocol error.
+		var body []byte
+		if len(p) > 0 {
+			body = ws.NewCloseFrameBody(ws.StatusProtocolError, "")
+			if len(p) >= 2 && ws.CheckCloseFrameData(ws.ParseCloseFrameData(p)) == nil {
+				body = p[:2]
 			}
-			p = p[:2]
 		}
-		_ = d.writeCloseFrame(p, deadline)
+		_ = d.writeCloseFrame(body, deadline)
 		return errPeerClosed
 	}
 	return nil

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -270,20 +271,67 @@ func TestWSCloseRefusedFrames(t *testing.T) {
 }
 
 func TestWSClientClose(t *testing.T) {
+	cases := []struct {
+		name string
+		body string
+		want ws.StatusCode // 0: an empty close frame
+	}{
+		{"normal", string(ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")), ws.StatusNormalClosure},
+		{"going away", string(ws.NewCloseFrameBody(ws.StatusGoingAway, "")), ws.StatusGoingAway},
+		{"no status", "", 0},
+		{"one byte", "\x03", ws.StatusProtocolError},
+		{"reserved status 1005", string(ws.NewCloseFrameBody(ws.StatusNoStatusRcvd, "")), ws.StatusProtocolError},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t, stream.Config{})
+			c := dialRaw(t, ts, "?symbols=AAA")
+			c.write(frame(ws.OpClose, true, tc.body))
+			if got := c.closed(); got != tc.want {
+				t.Fatalf("close answered with %d, want %d", got, tc.want)
+			}
+			c.eof()
+			streamtest.WaitFor(t, 5*time.Second, "session ended", func() error {
+				if n := ts.srv.Sessions(); n != 0 {
+					return fmt.Errorf("%d sessions", n)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// A client that never answers the close frame is given closeGrace, then
+// cut off: shutdown does not wait for it longer.
+func TestWSShutdownWithSilentClient(t *testing.T) {
 	ts := newTestServer(t, stream.Config{})
 	c := dialRaw(t, ts, "?symbols=AAA")
-	body := ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")
-	c.write(ws.MustCompileFrame(ws.MaskFrame(ws.NewCloseFrame(body))))
-	if got := c.closed(); got != ws.StatusNormalClosure {
-		t.Fatalf("close answered with %d, want %d", got, ws.StatusNormalClosure)
-	}
-	c.eof()
-	streamtest.WaitFor(t, 5*time.Second, "session ended", func() error {
-		if n := ts.srv.Sessions(); n != 0 {
-			return fmt.Errorf("%d sessions", n)
-		}
-		return nil
+	c.until("ack", func(_ ws.Header, _ []byte, msgs []streamtest.Msg) bool {
+		return len(msgs) > 0 && msgs[0].Type == "subscribed"
 	})
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+	var msg bool
+	c.until("close message and frame", func(h ws.Header, p []byte, msgs []streamtest.Msg) bool {
+		for _, m := range msgs {
+			msg = msg || (m.Type == "close" && m.Code == stream.CloseShutdown)
+		}
+		if h.OpCode != ws.OpClose {
+			return false
+		}
+		if code, _ := ws.ParseCloseFrameData(p); !msg || code != ws.StatusGoingAway {
+			t.Fatalf("close frame %d after close message %v", code, msg)
+		}
+		return true
+	})
+	c.eof()
 }
 
 // A client that sends half a frame and stalls holds one goroutine for at
@@ -392,6 +440,7 @@ func TestWSWithoutPoller(t *testing.T) {
 		{"binary refused", TestWSBinaryRefused},
 		{"refused frames", TestWSCloseRefusedFrames},
 		{"client close", TestWSClientClose},
+		{"shutdown with a silent client", TestWSShutdownWithSilentClient},
 		{"stalled frame", TestWSStalledFrame},
 		{"large batches", TestWSLargeBatches},
 	} {
