@@ -95,6 +95,7 @@ type Server struct {
 	retained map[string]retained // closed, by resume token
 	wg       sync.WaitGroup      // one per open session, plus the janitor
 	quit     chan struct{}
+	drivers  *drivers
 }
 
 type retained struct {
@@ -113,6 +114,7 @@ func NewServer(src Source, cfg Config) *Server {
 		retained: make(map[string]retained),
 		quit:     make(chan struct{}),
 	}
+	srv.drivers = newDrivers(srv.quit)
 	srv.wg.Add(1)
 	go srv.janitor()
 	return srv
@@ -149,7 +151,11 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	}
 	srv.mu.Unlock()
 	done := make(chan struct{})
-	go func() { srv.wg.Wait(); close(done) }()
+	go func() {
+		srv.wg.Wait()         // sessions ended: nothing kicks a drive any more
+		srv.drivers.wg.Wait() // and the drive goroutines have seen quit
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil

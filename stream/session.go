@@ -40,11 +40,15 @@ type Session struct {
 	subs []*sub     // sorted by symbol: smaller than a map
 	ctrl [][]byte
 
-	dmu   sync.Mutex // guards dirty; taken by the cache's fan-out
-	dirty []*sub
+	// dirty is a lock-free stack of the subscriptions with news, linked
+	// through sub.nextDirty: the cache's fan-out pushes, the writer takes
+	// the whole stack at once. A sub is on it at most once (sub.dirty).
+	dirty atomic.Pointer[sub]
+	// pending records a wake-up for an on-demand writer (kick set); HTTP
+	// transports' parked writers get a token on wake instead.
+	pending atomic.Bool
 
 	// Owned by whichever goroutine is writing (one at a time).
-	spare     []*sub    // the other half of dirty's double buffer
 	lastWrite time.Time // of a batch or heartbeat
 	events    uint64    // messages written, numbers SSE event ids
 	closed    bool      // released: ops no longer apply (guarded by mu)
@@ -67,9 +71,10 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 // sub is one subscription of a session to a symbol. It is kept small: a
 // session holds one per symbol.
 type sub struct {
-	s     *Session
-	watch conflate.Watch
-	dirty atomic.Bool // queued in s.dirty, or waiting for its throttle
+	s         *Session
+	watch     conflate.Watch
+	dirty     atomic.Bool // on s.dirty, or held back by its throttle
+	nextDirty *sub        // link in s.dirty; written only by whoever pushes b
 
 	// Guarded by s.mu.
 	fields feed.FieldSet
@@ -100,25 +105,36 @@ func (s *Session) addLocked(i int, sym string, fields feed.FieldSet, gap time.Du
 }
 
 // Notify is the cache's fan-out: mark dirty, wake the writer. It never
-// blocks on I/O and never allocates once the dirty list has grown.
+// blocks, takes no lock and never allocates.
 func (b *sub) Notify() {
 	if b.dirty.Swap(true) {
 		return // already pending: the writer will read the latest values
 	}
-	s := b.s
-	s.dmu.Lock()
-	s.dirty = append(s.dirty, b)
-	s.dmu.Unlock()
-	s.signal()
+	b.s.push(b)
+	b.s.signal()
+}
+
+// push adds b, which the caller owns (its dirty flag just set, or held
+// back by the writer), to the dirty stack.
+func (s *Session) push(b *sub) {
+	for {
+		head := s.dirty.Load()
+		b.nextDirty = head
+		if s.dirty.CompareAndSwap(head, b) {
+			return
+		}
+	}
 }
 
 func (s *Session) signal() {
+	if s.kick != nil {
+		s.pending.Store(true)
+		s.kick()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
-	}
-	if s.kick != nil {
-		s.kick()
 	}
 }
 
@@ -280,11 +296,7 @@ func (s *Session) restore(specs []subSpec) {
 // sc.outTS) and returns when the earliest throttled subscription falls due
 // (zero if none). It holds s.mu, never the cache's fan-out locks.
 func (s *Session) collect(now time.Time, sc *scratch) (next time.Time) {
-	s.dmu.Lock()
-	pending := s.dirty
-	s.dirty = s.spare[:0]
-	s.dmu.Unlock()
-
+	list := s.dirty.Swap(nil)
 	s.mu.Lock()
 	if len(s.ctrl) > 0 {
 		sc.out = append(sc.out, s.ctrl...)
@@ -300,7 +312,9 @@ func (s *Session) collect(now time.Time, sc *scratch) (next time.Time) {
 	}
 	var conflated uint64
 	at := now.Sub(s.created)
-	for _, b := range pending {
+	for b := list; b != nil; b = list {
+		list = b.nextDirty
+		b.nextDirty = nil
 		if b.gone {
 			continue
 		}
@@ -324,13 +338,9 @@ func (s *Session) collect(now time.Time, sc *scratch) (next time.Time) {
 	}
 	s.mu.Unlock()
 
-	if len(sc.later) > 0 {
-		s.dmu.Lock()
-		s.dirty = append(s.dirty, sc.later...)
-		s.dmu.Unlock()
+	for _, b := range sc.later {
+		s.push(b)
 	}
-	clear(pending)
-	s.spare = pending[:0]
 	if conflated > 0 {
 		s.srv.m.conflated.Add(float64(conflated))
 	}

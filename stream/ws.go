@@ -49,7 +49,7 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	d := &wsDriver{srv: srv, conn: conn}
 	d.s = srv.newSession(TransportWS)
 	d.s.kick = d.kick
-	d.timer = time.AfterFunc(time.Hour, d.timerFired)
+	d.timer = time.AfterFunc(time.Hour, d.kick)
 	if err := srv.begin(r, d.s, r.URL.Query().Get("resume"), false); err != nil {
 		d.timer.Stop()
 		_ = d.writeCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, CloseShutdown), time.Now().Add(closeGrace))
@@ -87,6 +87,7 @@ type wsDriver struct {
 	ended     atomic.Bool // end has begun: client ops no longer apply
 	gone      atomic.Bool // the client closed, broke the connection or broke the protocol
 	closeSent bool        // our close frame is out; nothing follows it (guarded by wmu)
+	wdeadline time.Time   // the socket's write deadline (guarded by wmu)
 
 	// wmu is the socket's write side: a drive's frame, or the reader's
 	// pong or close reply, never two interleaved.
@@ -104,27 +105,17 @@ type wsDriver struct {
 }
 
 // kick starts a drive unless one is running. It never blocks: it is
-// called from the cache's fan-out.
+// called from the cache's fan-out and from the session's timer.
 func (d *wsDriver) kick() {
 	if !d.ended.Load() && d.running.CompareAndSwap(false, true) {
-		go d.drive()
-	}
-}
-
-// timerFired drives on the timer's own goroutine.
-func (d *wsDriver) timerFired() {
-	if !d.ended.Load() && d.running.CompareAndSwap(false, true) {
-		d.drive()
+		d.srv.drivers.run(d)
 	}
 }
 
 func (d *wsDriver) drive() {
 	s := d.s
 	for {
-		select {
-		case <-s.wake: // consume: this round covers it
-		default:
-		}
+		s.pending.Store(false) // this round covers every wake-up so far
 		if d.gone.Load() {
 			d.end("")
 			return
@@ -136,9 +127,9 @@ func (d *wsDriver) drive() {
 		}
 		d.timer.Reset(time.Until(due))
 		d.running.Store(false)
-		// A kick that came while this drive ran found it running and left;
-		// its wake token is still there.
-		if len(s.wake) == 0 && !d.gone.Load() {
+		// A kick that came while this drive ran found it running and left
+		// its pending mark.
+		if !s.pending.Load() && !d.gone.Load() {
 			return
 		}
 		if !d.running.CompareAndSwap(false, true) {
@@ -171,7 +162,7 @@ func (d *wsDriver) awaitPeerClose() {
 	defer t.Stop()
 	for !d.gone.Load() {
 		select {
-		case <-d.s.wake: // the reader signals when the client has gone
+		case <-d.s.wake: // peerGone: the client has gone
 		case <-t.C:
 			return
 		}

@@ -157,9 +157,14 @@ func (d *wsDriver) setReadDeadline(t time.Time) bool {
 	return !d.readStop.Load()
 }
 
-// peerGone marks the client gone and kicks a drive, which ends the session.
+// peerGone marks the client gone and kicks a drive, which ends the
+// session; a drive already ending waits for this in awaitPeerClose.
 func (d *wsDriver) peerGone() {
 	d.gone.Store(true)
+	select {
+	case d.s.wake <- struct{}{}:
+	default:
+	}
 	d.s.signal()
 }
 

@@ -2,7 +2,6 @@ package stream
 
 import (
 	"errors"
-	"net"
 	"sync"
 	"time"
 
@@ -82,9 +81,8 @@ func (d *wsDriver) writeCloseFrame(body []byte, deadline time.Time) error {
 	return err
 }
 
-// writeFrame sends f's payload as one frame of op: header and payload in
-// one writev, under the write lock. It returns the bytes written, header
-// included.
+// writeFrame sends f's payload as one frame of op, under the write lock.
+// It returns the bytes written, header included.
 func (d *wsDriver) writeFrame(f *frame, op ws.OpCode, deadline time.Time) (int, error) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
@@ -94,6 +92,10 @@ func (d *wsDriver) writeFrame(f *frame, op ws.OpCode, deadline time.Time) (int, 
 	return d.writeFrameLocked(f, op, deadline)
 }
 
+// writeFrameLocked copies header and payload into one pooled buffer and
+// writes it with one write(2): on loopback and LAN alike the system call
+// costs far more than the copy, and a plain write keeps no per-connection
+// iovec array alive the way writev does.
 func (d *wsDriver) writeFrameLocked(f *frame, op ws.OpCode, deadline time.Time) (int, error) {
 	var n int64
 	for _, b := range f.vec[1:] {
@@ -102,11 +104,27 @@ func (d *wsDriver) writeFrameLocked(f *frame, op ws.OpCode, deadline time.Time) 
 	if err := ws.WriteHeaderBuffer(f, ws.Header{Fin: true, OpCode: op, Length: n}, f.hdr[:]); err != nil {
 		return 0, err
 	}
-	f.vec[0] = f.hdr[:f.hlen]
-	vec := f.vec // WriteTo consumes its receiver
-	_ = d.conn.SetWriteDeadline(deadline)
-	written, err := vec.WriteTo(d.conn)
-	return int(written), err
+	buf := getBuf()
+	defer putBuf(buf)
+	b := append((*buf)[:0], f.hdr[:f.hlen]...)
+	for _, p := range f.vec[1:] {
+		b = append(b, p...)
+	}
+	*buf = b
+	d.setWriteDeadlineLocked(deadline)
+	return d.conn.Write(b)
+}
+
+// setWriteDeadlineLocked moves the socket's write deadline to deadline
+// when that is earlier than the one set, or more than a second later:
+// a stall is still caught within a second of its timeout, and a busy
+// session does not pay for a deadline update on every frame. d.wmu must
+// be held.
+func (d *wsDriver) setWriteDeadlineLocked(deadline time.Time) {
+	if deadline.Before(d.wdeadline) || deadline.Sub(d.wdeadline) > time.Second {
+		_ = d.conn.SetWriteDeadline(deadline)
+		d.wdeadline = deadline
+	}
 }
 
 // frame is the scratch of one frame write, pooled: the header and the
@@ -114,7 +132,7 @@ func (d *wsDriver) writeFrameLocked(f *frame, op ws.OpCode, deadline time.Time) 
 type frame struct {
 	hdr  [ws.MaxHeaderSize]byte
 	hlen int
-	vec  net.Buffers // [header, payload]
+	vec  [][]byte // [header slot, payload pieces...]
 }
 
 // Write takes the encoded header from ws.WriteHeaderBuffer.
