@@ -18,15 +18,14 @@ type Cache struct {
 	seed   maphash.Seed
 	shards [numShards]shard
 	now    func() int64 // ingest clock, Unix microseconds
-
-	symbols   atomic.Int64 // entries holding data
-	applied   atomic.Uint64
-	unchanged atomic.Uint64
 }
 
+// shard is one slice of the symbol map. Symbols are created far less often
+// than they are looked up, so the map is copied on write and read with a
+// single atomic load: Apply takes no shard lock.
 type shard struct {
-	mu   sync.RWMutex
-	syms map[string]*Entry
+	mu   sync.Mutex // serializes writers of syms
+	syms atomic.Pointer[map[string]*Entry]
 	_    [40]byte // keep shards on separate cache lines
 }
 
@@ -34,7 +33,8 @@ type shard struct {
 func New() *Cache {
 	c := &Cache{seed: maphash.MakeSeed(), now: func() int64 { return time.Now().UnixMicro() }}
 	for i := range c.shards {
-		c.shards[i].syms = make(map[string]*Entry)
+		m := make(map[string]*Entry)
+		c.shards[i].syms.Store(&m)
 	}
 	return c
 }
@@ -46,17 +46,21 @@ func (c *Cache) shard(sym string) *shard {
 // entry returns the entry of sym, creating it if create is set.
 func (c *Cache) entry(sym string, create bool) *Entry {
 	sh := c.shard(sym)
-	sh.mu.RLock()
-	e := sh.syms[sym]
-	sh.mu.RUnlock()
+	e := (*sh.syms.Load())[sym]
 	if e != nil || !create {
 		return e
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e = sh.syms[sym]; e == nil {
+	old := *sh.syms.Load()
+	if e = old[sym]; e == nil {
 		e = newEntry(sym)
-		sh.syms[sym] = e
+		m := make(map[string]*Entry, len(old)+1)
+		for k, v := range old {
+			m[k] = v
+		}
+		m[sym] = e
+		sh.syms.Store(&m)
 	}
 	return e
 }
@@ -84,12 +88,11 @@ func (c *Cache) Apply(u *feed.Update) bool {
 		}
 	}
 	if changed == 0 {
+		e.unchanged++
 		e.mu.Unlock()
-		c.unchanged.Add(1)
 		return false
 	}
 	v := e.writableLocked()
-	first := v.Seq == 0
 	v.Seq++
 	v.TS = u.TS
 	if v.TS == 0 {
@@ -101,10 +104,6 @@ func (c *Cache) Apply(u *feed.Update) bool {
 	}
 	v.Set |= changed
 	e.mu.Unlock()
-	if first {
-		c.symbols.Add(1)
-	}
-	c.applied.Add(1)
 	e.notify()
 	return true
 }
@@ -115,16 +114,14 @@ func (c *Cache) Get(sym string) *Entry { return c.entry(sym, false) }
 
 // Symbols returns the symbols that hold data, sorted.
 func (c *Cache) Symbols() []string {
-	out := make([]string, 0, c.symbols.Load())
+	var out []string
 	for i := range c.shards {
 		sh := &c.shards[i]
-		sh.mu.RLock()
-		for sym, e := range sh.syms {
+		for sym, e := range *sh.syms.Load() {
 			if e.Seq() > 0 {
 				out = append(out, sym)
 			}
 		}
-		sh.mu.RUnlock()
 	}
 	sort.Strings(out)
 	return out
@@ -133,13 +130,28 @@ func (c *Cache) Symbols() []string {
 // Stats are running totals of the cache.
 type Stats struct {
 	Symbols   int64  // symbols holding data
-	Applied   uint64 // updates that changed something
+	Applied   uint64 // updates that changed something (the sum of seqs)
 	Unchanged uint64 // updates dropped because they changed nothing
 }
 
-// Stats returns the running totals.
+// Stats adds up the running totals. It visits every entry, so it is for
+// metrics scrapes, not hot paths; the counts live in the entries so that
+// Apply touches no shared counter.
 func (c *Cache) Stats() Stats {
-	return Stats{Symbols: c.symbols.Load(), Applied: c.applied.Load(), Unchanged: c.unchanged.Load()}
+	var st Stats
+	for i := range c.shards {
+		sh := &c.shards[i]
+		for _, e := range *sh.syms.Load() {
+			e.mu.Lock()
+			if seq := e.cur.Seq; seq > 0 {
+				st.Symbols++
+				st.Applied += seq
+			}
+			st.Unchanged += e.unchanged
+			e.mu.Unlock()
+		}
+	}
+	return st
 }
 
 // Watch registers w to be notified after every change of sym, creating an
@@ -158,6 +170,7 @@ func (c *Cache) Watch(h *Watch, sym string, w Watcher) {
 		}
 		*h = Watch{c: c, e: e, w: w, idx: len(e.watchers)}
 		e.watchers = append(e.watchers, h)
+		e.nwatch.Store(int32(len(e.watchers)))
 		e.wmu.Unlock()
 		return
 	}
@@ -169,9 +182,15 @@ func (c *Cache) remove(e *Entry) {
 	sh.mu.Lock()
 	e.mu.Lock()
 	e.wmu.Lock()
-	if e.cur.Seq == 0 && len(e.watchers) == 0 && !e.dead && sh.syms[e.sym] == e {
+	if old := *sh.syms.Load(); e.cur.Seq == 0 && len(e.watchers) == 0 && !e.dead && old[e.sym] == e {
 		e.dead = true
-		delete(sh.syms, e.sym)
+		m := make(map[string]*Entry, len(old))
+		for k, v := range old {
+			if k != e.sym {
+				m[k] = v
+			}
+		}
+		sh.syms.Store(&m)
 	}
 	e.wmu.Unlock()
 	e.mu.Unlock()
@@ -211,6 +230,7 @@ func (h *Watch) Stop() {
 	e.watchers[last] = nil
 	e.watchers = e.watchers[:last]
 	h.idx = -1
+	e.nwatch.Store(int32(last))
 	empty := last == 0
 	e.wmu.Unlock()
 	if empty && e.Seq() == 0 {

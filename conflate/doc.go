@@ -7,7 +7,7 @@
 // wakes the symbol's watchers with a call that must not block. A watcher
 // that falls behind reads the latest state, not a backlog.
 //
-// Concurrency: symbols are sharded by hash; each shard's map has its own
-// RWMutex and each Entry its own locks, so there is no global lock on the
-// hot path. Any number of goroutines may Apply and Read concurrently.
+// Concurrency: symbols are sharded by hash; each shard's map is copied on
+// write (new symbols are rare) and read with one atomic load, and each
+// Entry has its own locks, so there is no global lock on the hot path. Any number of goroutines may Apply and Read concurrently.
 package conflate

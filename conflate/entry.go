@@ -11,17 +11,18 @@ import (
 type Entry struct {
 	sym string
 
-	mu   sync.RWMutex // guards dead and cur
-	dead bool         // removed from the cache (also read under wmu)
-	cur  *View        // the current record; see shared
+	mu        sync.Mutex // guards dead, cur and unchanged; held only briefly
+	dead      bool       // removed from the cache (also read under wmu)
+	cur       *View      // the current record; see shared
+	unchanged uint64     // updates that changed nothing
 	// shared is set once cur has been handed to a reader: from then on
 	// cur is immutable, and the next change copies it first. Readers set
-	// it under the read lock, Apply reads and clears it under the write
-	// lock, so the two never overlap.
-	shared atomic.Bool
+	// it and Apply reads and clears it, all under mu.
+	shared bool
 
 	wmu      sync.RWMutex // guards watchers
 	watchers []*Watch
+	nwatch   atomic.Int32 // len(watchers), read without wmu by notify
 
 	memoMu sync.Mutex
 	memo   [memoSlots]memoSlot
@@ -35,8 +36,8 @@ func (e *Entry) Symbol() string { return e.sym }
 
 // Seq returns the current sequence number; 0 means no data yet.
 func (e *Entry) Seq() uint64 {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	return e.cur.Seq
 }
 
@@ -55,21 +56,21 @@ type View struct {
 
 // Read returns the entry's current version, immutable from now on.
 func (e *Entry) Read() *View {
-	e.mu.RLock()
+	e.mu.Lock()
 	v := e.cur
-	e.shared.Store(true)
-	e.mu.RUnlock()
+	e.shared = true
+	e.mu.Unlock()
 	return v
 }
 
 // writableLocked returns the current version for Apply to change in
 // place, copying it first if a reader holds it. e.mu must be held.
 func (e *Entry) writableLocked() *View {
-	if e.shared.Load() {
+	if e.shared {
 		v := new(View)
 		*v = *e.cur
 		e.cur = v
-		e.shared.Store(false)
+		e.shared = false
 	}
 	return e.cur
 }
@@ -86,6 +87,9 @@ func (v *View) ChangedSince(seq uint64) feed.FieldSet {
 }
 
 func (e *Entry) notify() {
+	if e.nwatch.Load() == 0 {
+		return
+	}
 	e.wmu.RLock()
 	for _, h := range e.watchers {
 		h.w.Notify()
