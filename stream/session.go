@@ -19,8 +19,9 @@ import (
 const maxCtrl = 64
 
 // Session is one subscriber: its subscriptions, what it has been sent, and
-// what is pending. Exactly one writer goroutine (the transport's) calls run;
-// ops may come from any goroutine through apply.
+// what is pending. One writer at a time steps it (the HTTP handler's
+// goroutine, or a WebSocket drive); ops may come from any goroutine through
+// apply.
 type Session struct {
 	id        string
 	resume    string
@@ -89,7 +90,7 @@ type sub struct {
 
 func (b *sub) symbol() string { return b.watch.Entry().Symbol() }
 
-// find returns the index of sym in s.subs, or where it would go.
+// findLocked returns the index of sym in s.subs, or where it would go.
 // s.mu must be held.
 func (s *Session) findLocked(sym string) (int, bool) {
 	i := sort.Search(len(s.subs), func(i int) bool { return s.subs[i].symbol() >= sym })
@@ -105,7 +106,8 @@ func (s *Session) addLocked(i int, sym string, fields feed.FieldSet, gap time.Du
 }
 
 // Notify is the cache's fan-out: mark dirty, wake the writer. It never
-// blocks, takes no lock and never allocates.
+// blocks and takes no lock; a subscription already pending costs one
+// atomic swap.
 func (b *sub) Notify() {
 	if b.dirty.Swap(true) {
 		return // already pending: the writer will read the latest values
