@@ -240,14 +240,8 @@ func loadMain(ctx context.Context, o *options, args []string, stdout io.Writer, 
 		logf("%v", err)
 		return 1
 	}
-	if werr := rep.WriteText(stdout); werr != nil {
-		logf("%v", werr)
-	}
-	if o.out != "" {
-		if werr := writeJSON(o.out, rep); werr != nil {
-			logf("%v", werr)
-			return 1
-		}
+	if !emit(stdout, o.out, rep, logf) {
+		return 1
 	}
 	if err != nil {
 		logf("%v", err)
@@ -350,14 +344,8 @@ func scenarioMain(ctx context.Context, o *options, name string, stdout io.Writer
 		logf("scenario %s: %v", name, err)
 		return 1
 	}
-	if werr := rep.WriteText(stdout); werr != nil {
-		logf("%v", werr)
-	}
-	if o.out != "" {
-		if werr := writeJSON(o.out, rep); werr != nil {
-			logf("%v", werr)
-			return 1
-		}
+	if !emit(stdout, o.out, rep, logf) {
+		return 1
 	}
 	if err != nil {
 		logf("scenario %s: %v", name, err)
@@ -384,6 +372,21 @@ func startCPUProfile(path string) (func(), error) {
 		pprof.StopCPUProfile()
 		_ = f.Close()
 	}, nil
+}
+
+// emit prints a report's table and writes its JSON to out when set; it
+// reports false if the JSON could not be written.
+func emit(stdout io.Writer, out string, rep interface{ WriteText(io.Writer) error }, logf func(string, ...any)) bool {
+	if err := rep.WriteText(stdout); err != nil {
+		logf("%v", err)
+	}
+	if out != "" {
+		if err := writeJSON(out, rep); err != nil {
+			logf("%v", err)
+			return false
+		}
+	}
+	return true
 }
 
 func writeJSON(path string, v any) error {
