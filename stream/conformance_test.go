@@ -354,3 +354,17 @@ func TestRESTSnapshotAndSymbols(t *testing.T) {
 		t.Fatalf("all snapshots %+v", snap)
 	}
 }
+
+func TestNoNewStreamsWhileShuttingDown(t *testing.T) {
+	ts := newTestServer(t, stream.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range streamtest.Transports {
+		if _, err := streamtest.Dial(ctx, ts.base, tr, nil); err == nil || !strings.Contains(err.Error(), "503") {
+			t.Errorf("%s: dial during shutdown: %v, want HTTP 503", tr, err)
+		}
+	}
+}

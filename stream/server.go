@@ -166,6 +166,12 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 
 var errClosing = errors.New("stream: server shutting down")
 
+func (srv *Server) isClosing() bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.closing
+}
+
 // newSession returns a session that is not yet admitted: the transport
 // can attach itself (kick) before any subscription can notify it.
 func (srv *Server) newSession(transport string) *Session {

@@ -32,6 +32,10 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	if srv.isClosing() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	conn, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
 		if conn != nil {
