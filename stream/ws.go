@@ -86,6 +86,7 @@ type wsDriver struct {
 	s     *Session
 	conn  net.Conn
 	timer *time.Timer
+	armed time.Time // when timer fires; only the drive touches it
 
 	running   atomic.Bool // a drive is in progress
 	ended     atomic.Bool // end has begun: client ops no longer apply
@@ -129,7 +130,7 @@ func (d *wsDriver) drive() {
 			d.end(code)
 			return
 		}
-		d.timer.Reset(time.Until(due))
+		d.arm(due)
 		d.running.Store(false)
 		// A kick that came while this drive ran found it running and left
 		// its pending mark.
@@ -140,6 +141,20 @@ func (d *wsDriver) drive() {
 			return // a newer drive took over
 		}
 	}
+}
+
+// arm sets the session's timer to fire by due. A timer already set to fire
+// earlier, and still in the future, is left alone: a busy session would
+// otherwise move it on every frame (the heartbeat deadline moves with each
+// write), and an early firing costs only a round that finds nothing due.
+// Only the drive calls it.
+func (d *wsDriver) arm(due time.Time) {
+	now := time.Now()
+	if d.armed.After(now) && !d.armed.After(due) {
+		return
+	}
+	d.timer.Reset(due.Sub(now))
+	d.armed = due
 }
 
 // end finishes the session: after a close frame it gives the client
