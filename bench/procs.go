@@ -84,15 +84,9 @@ func Spread(ctx context.Context, cfg Config, n int, command func(worker int, uni
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	universe := cfg.Universe
-	if universe == nil {
-		var err error
-		if universe, err = FetchSymbols(ctx, cfg.URLs[0]); err != nil {
-			return nil, err
-		}
-	}
-	if len(universe) == 0 {
-		return nil, ErrNoSymbols
+	universe, err := cfg.universe(ctx)
+	if err != nil {
+		return nil, err
 	}
 	file, err := WriteUniverse(universe)
 	if err != nil {

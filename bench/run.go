@@ -163,15 +163,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Workers == 0 {
 		cfg.Workers = 1
 	}
-	universe := cfg.Universe
-	if universe == nil {
-		var err error
-		if universe, err = FetchSymbols(ctx, cfg.URLs[0]); err != nil {
-			return nil, err
-		}
-	}
-	if len(universe) == 0 {
-		return nil, ErrNoSymbols
+	universe, err := cfg.universe(ctx)
+	if err != nil {
+		return nil, err
 	}
 	r := &runner{cfg: cfg, stats: newStats(), dialer: newDialer(cfg.connectTimeout())}
 	picker := NewPicker(universe, cfg.Zipf, cfg.Seed)
@@ -345,4 +339,20 @@ func getJSON(ctx context.Context, u string, v any) error {
 		return fmt.Errorf("bench: GET %s: %w", u, err)
 	}
 	return nil
+}
+
+// universe returns the symbols sessions pick from: cfg.Universe, or the
+// first server's GET /v1/symbols.
+func (cfg *Config) universe(ctx context.Context) ([]string, error) {
+	universe := cfg.Universe
+	if universe == nil {
+		var err error
+		if universe, err = FetchSymbols(ctx, cfg.URLs[0]); err != nil {
+			return nil, err
+		}
+	}
+	if len(universe) == 0 {
+		return nil, ErrNoSymbols
+	}
+	return universe, nil
 }
