@@ -206,6 +206,9 @@ func TestHeartbeatWhenIdle(t *testing.T) {
 func TestCloseReasons(t *testing.T) {
 	for _, tr := range streamtest.Transports {
 		t.Run(tr+"/max_age", func(t *testing.T) {
+			if tr == streamtest.Poll {
+				t.Skip("a long-poll session has no long-lived connection to age")
+			}
 			ts := newTestServer(t, stream.Config{MaxConnAge: 300 * time.Millisecond})
 			c := dial(t, ts, tr, url.Values{"symbols": {"AAA"}})
 			waitClosed(t, c, "max_age")

@@ -11,9 +11,10 @@ const (
 	TransportWS     = "ws"
 	TransportSSE    = "sse"
 	TransportNDJSON = "ndjson"
+	TransportPoll   = "poll"
 )
 
-var transports = []string{TransportWS, TransportSSE, TransportNDJSON}
+var transports = []string{TransportWS, TransportSSE, TransportNDJSON, TransportPoll}
 
 type transportMetrics struct {
 	sessions  prometheus.Gauge

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -125,6 +126,7 @@ func (srv *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/ws", srv.serveWS)
 	mux.HandleFunc("GET /v1/sse", srv.serveSSE)
 	mux.HandleFunc("GET /v1/stream", srv.serveNDJSON)
+	mux.HandleFunc("GET /v1/poll", srv.servePoll)
 	mux.HandleFunc("POST /v1/sessions/{id}", srv.serveSessionOp)
 	mux.HandleFunc("GET /v1/snapshot", srv.serveSnapshot)
 	mux.HandleFunc("GET /v1/symbols", srv.serveSymbols)
@@ -146,12 +148,17 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		srv.closing = true
 		close(srv.quit)
 	}
+	var polls []*Session
 	for _, s := range srv.sessions {
 		s.stopWith(CloseShutdown, "server shutting down")
+		if s.poll != nil {
+			polls = append(polls, s)
+		}
 	}
 	srv.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
+		srv.closePolls(polls)
 		srv.wg.Wait()         // sessions ended: nothing kicks a drive any more
 		srv.drivers.wg.Wait() // and the drive goroutines have seen quit
 		close(done)
@@ -165,6 +172,27 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 }
 
 var errClosing = errors.New("stream: server shutting down")
+
+// pollShutdownGrace is how long a long-poll session with no poll in
+// progress is given to poll again and read its close message.
+const pollShutdownGrace = 2 * time.Second
+
+// closePolls gives idle long-poll sessions pollShutdownGrace to take their
+// close message, then ends those that did not come back.
+func (srv *Server) closePolls(polls []*Session) {
+	deadline := time.Now().Add(pollShutdownGrace)
+	for len(polls) > 0 && time.Now().Before(deadline) {
+		polls = slices.DeleteFunc(polls, func(s *Session) bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.poll.done
+		})
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, s := range polls {
+		srv.reapPoll(s, time.Now(), true)
+	}
+}
 
 func (srv *Server) isClosing() bool {
 	srv.mu.Lock()
@@ -199,6 +227,9 @@ func (srv *Server) admit(s *Session, resumeToken string) error {
 		// (or opened a second one): the newer connection takes over.
 		srv.mu.Unlock()
 		old.stopWith(CloseReplaced, "session resumed by a newer connection")
+		if old.poll != nil {
+			srv.reapPoll(old, time.Now(), true)
+		}
 		select {
 		case <-old.finished:
 		case <-time.After(2 * closeGrace):
@@ -249,20 +280,29 @@ func (srv *Server) finish(s *Session, code string) {
 // janitor drops expired retained sessions.
 func (srv *Server) janitor() {
 	defer srv.wg.Done()
-	t := time.NewTicker(srv.cfg.Retention / 4)
+	t := time.NewTicker(min(srv.cfg.Retention/4, 5*time.Second))
 	defer t.Stop()
 	for {
 		select {
 		case <-srv.quit:
 			return
 		case now := <-t.C:
+			var polls []*Session
 			srv.mu.Lock()
 			for tok, r := range srv.retained {
 				if now.After(r.expires) {
 					delete(srv.retained, tok)
 				}
 			}
+			for _, s := range srv.sessions {
+				if s.poll != nil {
+					polls = append(polls, s)
+				}
+			}
 			srv.mu.Unlock()
+			for _, s := range polls {
+				srv.reapPoll(s, now, false)
+			}
 		}
 	}
 }

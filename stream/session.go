@@ -57,6 +57,8 @@ type Session struct {
 	// kick, when set, starts the writer on demand (WebSocket); HTTP
 	// transports have a writer parked on wake instead.
 	kick func()
+	// poll is set on long-poll sessions (poll.go).
+	poll *pollState
 }
 
 // scratch is a writer's working memory, pooled so that an idle session
@@ -255,6 +257,17 @@ func (s *Session) unsubscribe(op *Op) [][]byte {
 	}
 	s.mu.Unlock()
 	return append([][]byte{encodeAck("unsubscribed", op.ID, done)}, errs...)
+}
+
+// resync makes every subscription send a fresh snapshot, for when what
+// the client last received is not known.
+func (s *Session) resync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.subs {
+		b.sent, b.next = nil, 0
+		b.Notify()
+	}
 }
 
 // subSpec is what a retained session remembers of a subscription.

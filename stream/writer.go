@@ -44,7 +44,8 @@ const closeGrace = 2 * time.Second
 func (s *Session) step(w wire, now time.Time) (due time.Time, code string, ended bool) {
 	cfg := &s.srv.cfg
 	maxAge := s.created.Add(cfg.MaxConnAge)
-	if !now.Before(maxAge) {
+	aging := s.poll == nil // a long-poll session has no long-lived connection
+	if aging && !now.Before(maxAge) {
 		s.stopWith(CloseMaxAge, "connection reached its maximum age; reconnect to resume")
 	}
 	select {
@@ -77,7 +78,7 @@ func (s *Session) step(w wire, now time.Time) (due time.Time, code string, ended
 		s.lastWrite = now
 	}
 	due = s.lastWrite.Add(cfg.Heartbeat)
-	if maxAge.Before(due) {
+	if aging && maxAge.Before(due) {
 		due = maxAge
 	}
 	if !next.IsZero() && next.Before(due) {

@@ -26,10 +26,11 @@ const (
 	WS     = "ws"
 	SSE    = "sse"
 	NDJSON = "ndjson"
+	Poll   = "poll"
 )
 
 // Transports lists every streaming transport, for table tests.
-var Transports = []string{WS, SSE, NDJSON}
+var Transports = []string{WS, SSE, NDJSON, Poll}
 
 // Msg is any server message; absent members stay zero.
 type Msg struct {
@@ -78,6 +79,7 @@ type Conn struct {
 	ws        *websocket.Conn
 	body      io.ReadCloser
 	wsMu      sync.Mutex
+	cancel    context.CancelFunc // ends a long-poll loop
 
 	mu         sync.Mutex
 	session    string
@@ -104,7 +106,7 @@ func Dial(ctx context.Context, base, transport string, q url.Values) (*Conn, err
 func DialHeader(ctx context.Context, base, transport string, q url.Values, h http.Header) (*Conn, error) {
 	c := &Conn{Transport: transport, base: base, http: &http.Client{}, view: map[string]*Symbol{},
 		gone: map[string]bool{}, done: make(chan struct{})}
-	path := map[string]string{WS: "/v1/ws", SSE: "/v1/sse", NDJSON: "/v1/stream"}[transport]
+	path := map[string]string{WS: "/v1/ws", SSE: "/v1/sse", NDJSON: "/v1/stream", Poll: "/v1/poll"}[transport]
 	if path == "" {
 		return nil, fmt.Errorf("streamtest: unknown transport %q", transport)
 	}
@@ -123,6 +125,16 @@ func DialHeader(ctx context.Context, base, transport string, q url.Values, h htt
 		}
 		c.ws = ws
 		go c.readWS()
+		return c, nil
+	}
+	if transport == Poll {
+		first, err := c.pollOnce(ctx, u, h)
+		if err != nil {
+			return nil, err
+		}
+		pctx, cancel := context.WithCancel(context.Background())
+		c.cancel = cancel
+		go c.pollLoop(pctx, first)
 		return c, nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -147,6 +159,64 @@ func DialHeader(ctx context.Context, base, transport string, q url.Values, h htt
 		go c.readNDJSON()
 	}
 	return c, nil
+}
+
+// pollOnce makes one long-poll request and applies its messages; it
+// returns the session id.
+func (c *Conn) pollOnce(ctx context.Context, u string, h http.Header) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("streamtest: GET %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("streamtest: GET %s: HTTP %d: %s", u, resp.StatusCode, body)
+	}
+	var reply struct {
+		Session  string            `json:"session"`
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if err := json.Unmarshal(body, &reply); err != nil {
+		return "", fmt.Errorf("streamtest: poll reply %.80q: %w", body, err)
+	}
+	if reply.Messages == nil {
+		c.violate("poll reply without a messages array")
+	}
+	for _, m := range reply.Messages {
+		c.frame(m)
+	}
+	return reply.Session, nil
+}
+
+// pollLoop polls until ctx ends, the session ends (close message) or the
+// server forgets it.
+func (c *Conn) pollLoop(ctx context.Context, id string) {
+	defer close(c.done)
+	u := c.base + "/v1/poll?wait=5&session=" + url.QueryEscape(id)
+	for {
+		if _, err := c.pollOnce(ctx, u, nil); err != nil {
+			if ctx.Err() != nil {
+				err = io.EOF
+			}
+			c.end(err)
+			return
+		}
+		if c.Closed() != nil {
+			c.end(io.EOF)
+			return
+		}
+	}
 }
 
 func (c *Conn) readWS() {
@@ -363,9 +433,12 @@ func (c *Conn) SendRaw(ctx context.Context, b []byte) error {
 
 // Close ends the connection and waits for the reader.
 func (c *Conn) Close() {
-	if c.ws != nil {
+	switch {
+	case c.ws != nil:
 		c.ws.Close()
-	} else {
+	case c.cancel != nil:
+		c.cancel()
+	default:
 		c.body.Close()
 	}
 	<-c.done
