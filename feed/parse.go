@@ -165,13 +165,6 @@ func ParseValue(f Field, raw json.RawMessage) (Value, error) {
 	}
 }
 
-// line is the JSON shape of an ingest or capture line.
-type line struct {
-	Symbol json.RawMessage            `json:"symbol"`
-	Fields map[string]json.RawMessage `json:"fields"`
-	TS     json.RawMessage            `json:"ts"`
-}
-
 // ParseLine parses one NDJSON line,
 // {"symbol":"AAPL","fields":{"bid":"189.12"},"ts":1700000000000000}, into u
 // (which it resets first). "ts" is optional (captures carry it; ingest
