@@ -13,8 +13,9 @@ run: build
 	@echo "tickerd: live quotes at http://$(ADDR)/  (Ctrl-C to stop)"
 	./bin/tickerd -addr $(ADDR)
 
-# The whole suite, race detector on, nothing cached.
-test: vet
+# The whole suite: vet and staticcheck, gofmt, then every test with the race
+# detector on and nothing cached.
+test: lint
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -race -count=1 -timeout 30m ./...
 
