@@ -257,6 +257,7 @@ func (srv *Server) admit(s *Session, resumeToken string) error {
 
 	srv.m.byTransport[s.transport].sessions.Inc()
 	srv.m.byTransport[s.transport].opened.Inc()
+	srv.log.Debug("session opened", "session", s.id, "transport", s.transport, "resumed", specs != nil)
 	s.restore(specs)
 	return nil
 }
@@ -273,6 +274,8 @@ func (srv *Server) finish(s *Session, code string) {
 	}
 	srv.mu.Unlock()
 	srv.m.byTransport[s.transport].sessions.Dec()
+	srv.log.Debug("session closed", "session", s.id, "transport", s.transport, "code", code,
+		"age", time.Since(s.created).Round(time.Millisecond), "messages", s.events)
 	close(s.finished)
 	srv.wg.Done()
 }
