@@ -21,6 +21,7 @@ import (
 
 	"tickerd/conflate"
 	"tickerd/feed"
+	"tickerd/internal/cli"
 	"tickerd/simulator"
 	"tickerd/stream"
 )
@@ -45,7 +46,7 @@ func run(c *config, log *slog.Logger) error {
 		StallTimeout:   c.stallTimeout,
 		MaxConnAge:     c.maxConnAge,
 		MaxSymbols:     c.maxSymbols,
-		AllowedOrigins: splitComma(c.allowedOrigins),
+		AllowedOrigins: cli.SplitList(c.allowedOrigins),
 		Registerer:     reg,
 		Log:            log,
 	})
@@ -207,16 +208,6 @@ func displayAddr(a net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port) + "/"
-}
-
-func splitComma(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // registerDebug serves Go's profiles under /debug/pprof/ to loopback peers

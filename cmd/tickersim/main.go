@@ -16,8 +16,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
+
+	"tickerd/internal/cli"
 )
 
 const usage = `tickersim simulates, records and replays market data for tickerd.
@@ -92,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	fs := flag.NewFlagSet("tickersim "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	runCmd := cmd.setup(fs)
-	positional, err := parseInterleaved(fs, args[1:])
+	positional, err := cli.Parse(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(stdout, "Usage:\n  %s\n\nFlags:\n", cmd.usage)
 		fs.SetOutput(stdout)
@@ -111,36 +112,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 func usageError(stderr io.Writer, name string, err error) int {
 	fmt.Fprintf(stderr, "tickersim %s: %v (see tickersim %s -h)\n", name, err, name)
 	return exitUsage
-}
-
-// parseInterleaved parses args with fs, letting flags come before or after
-// positional arguments, and returns the positional ones. After "--"
-// everything is positional.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if consumed := args[:len(args)-len(rest)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
-			return append(positional, rest...), nil
-		}
-		if len(rest) == 0 {
-			return positional, nil
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
-	}
-}
-
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }

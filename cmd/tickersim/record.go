@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"tickerd/internal/cli"
 	"time"
 
 	"tickerd/feed"
@@ -19,7 +20,7 @@ var recordCommand = command{
 		duration := fs.Duration("duration", 0, "how long to record; 0 means until the server closes the stream or tickersim is interrupted")
 		key := fs.String("key", "", "bearer key for the server")
 		return func(ctx context.Context, e env, args []string) int {
-			list := splitList(*symbols)
+			list := cli.SplitList(*symbols)
 			for _, s := range list {
 				if !feed.ValidSymbol(s) {
 					return usageError(e.stderr, "record", fmt.Errorf("-symbols: bad symbol %q", s))

@@ -85,3 +85,15 @@ func ApplyEnv(fs *flag.FlagSet, prefix string) error {
 	})
 	return err
 }
+
+// SplitList splits a comma-separated value (a flag, an environment
+// variable), trimming blanks and dropping empty items.
+func SplitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
