@@ -77,8 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 // delivered accounts one written batch. ts holds each message's ingest
 // time (0 for control messages, which have none).
-func (m *metrics) delivered(s *Session, n, bytes int, ts []int64, at time.Time) {
-	tm := m.byTransport[s.transport]
+func (tm *transportMetrics) delivered(n, bytes int, ts []int64, at time.Time) {
 	tm.messages.Add(float64(n))
 	tm.bytes.Add(float64(bytes))
 	now := at.UnixMicro()

@@ -205,7 +205,7 @@ func (srv *Server) isClosing() bool {
 func (srv *Server) newSession(transport string) *Session {
 	now := time.Now()
 	return &Session{
-		transport: transport, srv: srv, created: now, lastWrite: now,
+		transport: transport, tm: srv.m.byTransport[transport], srv: srv, created: now, lastWrite: now,
 		wake:      make(chan struct{}, 1),
 		ctrlSpace: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
@@ -255,8 +255,8 @@ func (srv *Server) admit(s *Session, resumeToken string) error {
 	srv.wg.Add(1)
 	srv.mu.Unlock()
 
-	srv.m.byTransport[s.transport].sessions.Inc()
-	srv.m.byTransport[s.transport].opened.Inc()
+	s.tm.sessions.Inc()
+	s.tm.opened.Inc()
 	srv.log.Debug("session opened", "session", s.id, "transport", s.transport, "resumed", specs != nil)
 	s.restore(specs)
 	return nil
@@ -273,7 +273,7 @@ func (srv *Server) finish(s *Session, code string) {
 		srv.retained[s.resume] = retained{id: s.id, specs: specs, expires: time.Now().Add(srv.cfg.Retention)}
 	}
 	srv.mu.Unlock()
-	srv.m.byTransport[s.transport].sessions.Dec()
+	s.tm.sessions.Dec()
 	srv.log.Debug("session closed", "session", s.id, "transport", s.transport, "code", code,
 		"age", time.Since(s.created).Round(time.Millisecond), "messages", s.events)
 	close(s.finished)

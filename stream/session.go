@@ -26,6 +26,7 @@ type Session struct {
 	id        string
 	resume    string
 	transport string
+	tm        *transportMetrics // the transport's series, looked up once
 	srv       *Server
 	created   time.Time
 

@@ -70,14 +70,16 @@ func (w *sseWire) writeClose(code, text string, deadline time.Time) error {
 	return err
 }
 
-// httpWire writes to a streaming HTTP response with a deadline per write.
+// httpWire writes to a streaming HTTP response, each write and flush under
+// a deadline.
 type httpWire struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	deadline writeDeadline
 }
 
 func (h *httpWire) write(b []byte, deadline time.Time) (int, error) {
-	_ = h.rc.SetWriteDeadline(deadline)
+	h.deadline.apply(deadline, h.rc.SetWriteDeadline)
 	n, err := h.w.Write(b)
 	if err == nil {
 		err = h.rc.Flush()

@@ -70,7 +70,7 @@ func (s *Session) step(w wire, now time.Time) (due time.Time, code string, ended
 		}
 		s.lastWrite = now
 		s.events += uint64(len(sc.out))
-		s.srv.m.delivered(s, len(sc.out), n, sc.outTS, now)
+		s.tm.delivered(len(sc.out), n, sc.outTS, now)
 	case now.Sub(s.lastWrite) >= cfg.Heartbeat:
 		if err := w.writeHeartbeat(now.UnixMicro(), now.Add(cfg.StallTimeout)); err != nil {
 			return time.Time{}, s.writeFailed(w, err), true
@@ -127,4 +127,19 @@ func (s *Session) writeFailed(w wire, err error) string {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// writeDeadline keeps a connection's write deadline without moving it on
+// every write: it is moved when the wanted deadline is earlier than the one
+// set, or more than a second later. A stall is still caught within a second
+// of its timeout, and a busy session does not pay for a deadline update on
+// every write. Not safe for concurrent use: its writer owns it.
+type writeDeadline struct{ set time.Time }
+
+// apply calls setter with deadline when the deadline must move.
+func (w *writeDeadline) apply(deadline time.Time, setter func(time.Time) error) {
+	if deadline.Before(w.set) || deadline.Sub(w.set) > time.Second {
+		_ = setter(deadline)
+		w.set = deadline
+	}
 }

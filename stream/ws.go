@@ -88,11 +88,11 @@ type wsDriver struct {
 	timer *time.Timer
 	armed time.Time // when timer fires; only the drive touches it
 
-	running   atomic.Bool // a drive is in progress
-	ended     atomic.Bool // end has begun: client ops no longer apply
-	gone      atomic.Bool // the client closed, broke the connection or broke the protocol
-	closeSent bool        // our close frame is out; nothing follows it (guarded by wmu)
-	wdeadline time.Time   // the socket's write deadline (guarded by wmu)
+	running   atomic.Bool   // a drive is in progress
+	ended     atomic.Bool   // end has begun: client ops no longer apply
+	gone      atomic.Bool   // the client closed, broke the connection or broke the protocol
+	closeSent bool          // our close frame is out; nothing follows it (guarded by wmu)
+	wdeadline writeDeadline // the socket's (guarded by wmu)
 
 	// wmu is the socket's write side: a drive's frame, or the reader's
 	// pong or close reply, never two interleaved.

@@ -111,20 +111,8 @@ func (d *wsDriver) writeFrameLocked(f *frame, op ws.OpCode, deadline time.Time) 
 		b = append(b, p...)
 	}
 	*buf = b
-	d.setWriteDeadlineLocked(deadline)
+	d.wdeadline.apply(deadline, d.conn.SetWriteDeadline) // d.wmu is held
 	return d.conn.Write(b)
-}
-
-// setWriteDeadlineLocked moves the socket's write deadline to deadline
-// when that is earlier than the one set, or more than a second later:
-// a stall is still caught within a second of its timeout, and a busy
-// session does not pay for a deadline update on every frame. d.wmu must
-// be held.
-func (d *wsDriver) setWriteDeadlineLocked(deadline time.Time) {
-	if deadline.Before(d.wdeadline) || deadline.Sub(d.wdeadline) > time.Second {
-		_ = d.conn.SetWriteDeadline(deadline)
-		d.wdeadline = deadline
-	}
 }
 
 // frame is the scratch of one frame write, pooled: the header and the
