@@ -197,9 +197,17 @@ func (h *IngestHandler) apply(data []byte) IngestReply {
 
 // authorize returns a message and status when r may not ingest.
 func (h *IngestHandler) authorize(r *http.Request) (string, int) {
-	if h.Key == "" {
+	return CheckKey(r, h.Key, "ingest", "-ingest-key")
+}
+
+// CheckKey guards an operator endpoint (what, e.g. "ingest") with a bearer
+// key: with key set, r must carry it; without, r must come from loopback
+// (flag names the option that opens it to others). It returns a message and
+// an HTTP status when r may not pass, "" and 0 when it may.
+func CheckKey(r *http.Request, key, what, flag string) (string, int) {
+	if key == "" {
 		if !IsLoopback(r.RemoteAddr) {
-			return "ingest is open to loopback peers only (set -ingest-key)", http.StatusForbidden
+			return what + " is open to loopback peers only (set " + flag + ")", http.StatusForbidden
 		}
 		return "", 0
 	}
@@ -207,7 +215,7 @@ func (h *IngestHandler) authorize(r *http.Request) (string, int) {
 	if !ok {
 		return "missing bearer key", http.StatusUnauthorized
 	}
-	if subtle.ConstantTimeCompare([]byte(tok), []byte(h.Key)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(key)) != 1 {
 		return "bad bearer key", http.StatusUnauthorized
 	}
 	return "", 0
