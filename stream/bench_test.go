@@ -22,8 +22,8 @@ func (d *discard) writeBatch(msgs [][]byte, _ uint64, _ time.Time) (int, error) 
 	d.bytes += n
 	return n, nil
 }
-func (d *discard) writeHeartbeat(int64, time.Time) error      { return nil }
-func (d *discard) writeClose(string, string, time.Time) error { return nil }
+func (d *discard) writeHeartbeat(int64, time.Time) (int, error) { return 0, nil }
+func (d *discard) writeClose(string, string, time.Time) error   { return nil }
 
 // BenchmarkDeliver measures the server's work per delivered message, wire
 // excluded: fan-out notification, collecting the dirty symbols, reading

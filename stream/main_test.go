@@ -32,7 +32,9 @@ func newTestServer(t testing.TB, cfg stream.Config) *testServer {
 	mux := http.NewServeMux()
 	ts.srv.Register(mux)
 	mux.Handle("POST /v1/ingest", &feed.IngestHandler{Sink: ts.cache})
-	ts.http = httptest.NewServer(mux)
+	ts.http = httptest.NewUnstartedServer(mux)
+	ts.http.Config.ConnContext = stream.ConnContext
+	ts.http.Start()
 	ts.base = ts.http.URL
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

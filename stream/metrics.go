@@ -29,9 +29,10 @@ type metrics struct {
 	conflated     prometheus.Counter
 	slowConsumers prometheus.Counter
 	clientErrs    *prometheus.CounterVec
+	writerLag     prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, pace *pacer) *metrics {
 	sessions := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tickerd_sessions", Help: "Open streaming sessions, by transport.",
 	}, []string{"transport"})
@@ -61,8 +62,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		clientErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickerd_client_errors_total", Help: "Error messages sent to clients, by code.",
 		}, []string{"code"}),
+		writerLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tickerd_writer_lag_seconds",
+			Help:    "Time a WebSocket session's writer waited for a CPU after being woken; the pacer's input.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+		}),
 	}
-	reg.MustRegister(sessions, opened, messages, bytes, latency, m.conflated, m.slowConsumers, m.clientErrs)
+	gap := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tickerd_pacing_gap_seconds",
+		Help: "Least time between two data writes of a session, widened while writers lag behind (pacing under load).",
+	}, func() float64 { return pace.Gap().Seconds() })
+	reg.MustRegister(sessions, opened, messages, bytes, latency, m.conflated, m.slowConsumers, m.clientErrs, m.writerLag, gap)
 	for _, t := range transports {
 		m.byTransport[t] = &transportMetrics{
 			sessions:  sessions.WithLabelValues(t),

@@ -31,9 +31,8 @@ func (w *ndjsonWire) writeBatch(msgs [][]byte, _ uint64, deadline time.Time) (in
 	return w.write(b, deadline)
 }
 
-func (w *ndjsonWire) writeHeartbeat(ts int64, deadline time.Time) error {
-	_, err := w.write(append(encodeHeartbeat(ts), '\n'), deadline)
-	return err
+func (w *ndjsonWire) writeHeartbeat(ts int64, deadline time.Time) (int, error) {
+	return w.write(append(encodeHeartbeat(ts), '\n'), deadline)
 }
 
 func (w *ndjsonWire) writeClose(code, text string, deadline time.Time) error {

@@ -188,9 +188,10 @@ func (b *bufferWire) writeBatch(msgs [][]byte, _ uint64, _ time.Time) (int, erro
 	return n, nil
 }
 
-func (b *bufferWire) writeHeartbeat(ts int64, _ time.Time) error {
-	b.msgs = append(b.msgs, encodeHeartbeat(ts))
-	return nil
+func (b *bufferWire) writeHeartbeat(ts int64, _ time.Time) (int, error) {
+	m := encodeHeartbeat(ts)
+	b.msgs = append(b.msgs, m)
+	return len(m), nil
 }
 
 func (b *bufferWire) writeClose(code, text string, _ time.Time) error {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tickerd/conflate"
+	"tickerd/internal/sockstat"
 )
 
 // Source is what sessions read: the conflating cache.
@@ -47,6 +49,17 @@ type Config struct {
 	AllowedOrigins []string
 	// Registerer receives the metrics. Nil means a private registry.
 	Registerer prometheus.Registerer
+	// MaxSessionBPS caps the bytes per second written to one session,
+	// averaged over its writes (0 = no cap): a session over it waits
+	// longer between writes, and its news is conflated meanwhile.
+	MaxSessionBPS int64
+	// PacingMaxGap bounds the gap the pacer may put between two data
+	// writes of a session when the server falls behind (pacer.go).
+	// 0 means DefaultPacingMaxGap; negative turns pacing off.
+	PacingMaxGap time.Duration
+	// AdminKey is the bearer key of the /v1/admin endpoints; empty means
+	// loopback peers only.
+	AdminKey string
 	// Log is the logger. Nil means slog.Default().
 	Log *slog.Logger
 }
@@ -66,6 +79,11 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxSymbols <= 0 {
 		c.MaxSymbols = 1000
+	}
+	if c.PacingMaxGap == 0 {
+		c.PacingMaxGap = DefaultPacingMaxGap
+	} else if c.PacingMaxGap < 0 {
+		c.PacingMaxGap = 0
 	}
 	if c.Retention <= 0 {
 		c.Retention = 60 * time.Second
@@ -97,6 +115,7 @@ type Server struct {
 	wg       sync.WaitGroup      // one per open session, plus the janitor
 	quit     chan struct{}
 	drivers  *drivers
+	pace     *pacer
 }
 
 type retained struct {
@@ -105,17 +124,29 @@ type retained struct {
 	expires time.Time
 }
 
+type connKey struct{}
+
+// ConnContext is meant for http.Server.ConnContext: it gives the HTTP
+// streaming sessions (SSE, NDJSON) their socket, whose send queue tells
+// how fast the client reads (adaptive rate, drain.go). Without it they
+// judge their client by how long writes take.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
 // NewServer returns a server reading src. Call Shutdown to end it.
 func NewServer(src Source, cfg Config) *Server {
 	cfg.setDefaults()
+	pace := newPacer(cfg.PacingMaxGap)
 	srv := &Server{
-		cfg: cfg, src: src, m: newMetrics(cfg.Registerer), log: cfg.Log,
+		cfg: cfg, src: src, m: newMetrics(cfg.Registerer, pace), log: cfg.Log, pace: pace,
 		sessions: make(map[string]*Session),
 		live:     make(map[string]*Session),
 		retained: make(map[string]retained),
 		quit:     make(chan struct{}),
 	}
 	srv.drivers = newDrivers(srv.quit)
+	cfg.Registerer.MustRegister(newRateCollector(srv))
 	srv.wg.Add(1)
 	go srv.janitor()
 	return srv
@@ -130,6 +161,7 @@ func (srv *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/sessions/{id}", srv.serveSessionOp)
 	mux.HandleFunc("GET /v1/snapshot", srv.serveSnapshot)
 	mux.HandleFunc("GET /v1/symbols", srv.serveSymbols)
+	mux.HandleFunc("GET /v1/admin/sessions", srv.serveAdminSessions)
 }
 
 // Sessions returns the number of open sessions.
@@ -343,6 +375,10 @@ func (srv *Server) opErrorReply(err error) []byte {
 // session message (when hello is set) and the replies to the subscription
 // named by the query. It fails only while shutting down.
 func (srv *Server) begin(r *http.Request, s *Session, resume string, hello bool) error {
+	s.remote = r.RemoteAddr
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok && s.drain.q == nil && s.poll == nil {
+		s.drain.q = sockstat.For(c)
+	}
 	if err := srv.admit(s, resume); err != nil {
 		return err
 	}

@@ -49,11 +49,20 @@ type Session struct {
 	// pending records a wake-up for an on-demand writer (kick set); HTTP
 	// transports' parked writers get a token on wake instead.
 	pending atomic.Bool
+	// held is set while the writer holds data back until notBefore (the
+	// pacer's gap); the fan-out then leaves the writer alone, whose timer
+	// is set for notBefore.
+	held atomic.Bool
 
 	// Owned by whichever goroutine is writing (one at a time).
 	lastWrite time.Time // of a batch or heartbeat
-	events    uint64    // messages written, numbers SSE event ids
-	closed    bool      // released: ops no longer apply (guarded by mu)
+	notBefore time.Time // no data write before this (pacing); zero = none
+	drain     drain     // how fast the client takes data (drain.go)
+
+	remote string       // the client's address
+	stats  sessionStats // for the admin view and metrics, written by the writer
+	events uint64       // messages written, numbers SSE event ids
+	closed bool         // released: ops no longer apply (guarded by mu)
 
 	// kick, when set, starts the writer on demand (WebSocket); HTTP
 	// transports have a writer parked on wake instead.
@@ -62,12 +71,24 @@ type Session struct {
 	poll *pollState
 }
 
+// sessionStats are a session's figures for readers other than its writer
+// (the admin view, metrics at scrape time).
+type sessionStats struct {
+	messages atomic.Int64 // written, control messages included
+	bytes    atomic.Int64 // written, framing included
+	queued   atomic.Int64 // unsent bytes in the socket after the last write
+	drainBPS atomic.Int64 // the client's measured drain rate, bytes/s; 0 = unmeasured
+	gap      atomic.Int64 // least time between data writes now, nanoseconds
+	limit    atomic.Int32 // what sets gap (limitNone, limitPacing, ...; admin.go)
+}
+
 // scratch is a writer's working memory, pooled so that an idle session
 // holds none.
 type scratch struct {
 	out   [][]byte
 	outTS []int64
 	later []*sub
+	data  int // data messages in out
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -116,6 +137,9 @@ func (b *sub) Notify() {
 		return // already pending: the writer will read the latest values
 	}
 	b.s.push(b)
+	if b.s.held.Load() {
+		return // the writer's timer is set for the end of the hold
+	}
 	b.s.signal()
 }
 
@@ -308,11 +332,15 @@ func (s *Session) restore(specs []subSpec) {
 }
 
 // collect gathers what is due now into sc.out (control messages first,
-// then one data message per due dirty subscription, with its ingest time in
-// sc.outTS) and returns when the earliest throttled subscription falls due
-// (zero if none). It holds s.mu, never the cache's fan-out locks.
-func (s *Session) collect(now time.Time, sc *scratch) (next time.Time) {
-	list := s.dirty.Swap(nil)
+// then, if data is set, one data message per due dirty subscription, with
+// its ingest time in sc.outTS) and returns when the earliest throttled
+// subscription falls due (zero if none). It holds s.mu, never the cache's
+// fan-out locks.
+func (s *Session) collect(now time.Time, sc *scratch, data bool) (next time.Time) {
+	var list *sub
+	if data {
+		list = s.dirty.Swap(nil)
+	}
 	s.mu.Lock()
 	if len(s.ctrl) > 0 {
 		sc.out = append(sc.out, s.ctrl...)
@@ -349,6 +377,7 @@ func (s *Session) collect(now time.Time, sc *scratch) (next time.Time) {
 		if msg != nil {
 			sc.out = append(sc.out, msg)
 			sc.outTS = append(sc.outTS, v.TS)
+			sc.data++
 			b.next = at + b.gap
 		}
 	}

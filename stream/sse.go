@@ -59,10 +59,9 @@ func (w *sseWire) writeBatch(msgs [][]byte, seq uint64, deadline time.Time) (int
 	return w.write(b, deadline)
 }
 
-func (w *sseWire) writeHeartbeat(ts int64, deadline time.Time) error {
+func (w *sseWire) writeHeartbeat(ts int64, deadline time.Time) (int, error) {
 	b := strconv.AppendInt([]byte(": heartbeat "), ts, 10)
-	_, err := w.write(append(b, "\n\n"...), deadline)
-	return err
+	return w.write(append(b, "\n\n"...), deadline)
 }
 
 func (w *sseWire) writeClose(code, text string, deadline time.Time) error {

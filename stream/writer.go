@@ -26,7 +26,7 @@ type wire interface {
 	// it returns the bytes put on the wire. seq counts the messages the
 	// session wrote before this batch.
 	writeBatch(msgs [][]byte, seq uint64, deadline time.Time) (int, error)
-	writeHeartbeat(ts int64, deadline time.Time) error
+	writeHeartbeat(ts int64, deadline time.Time) (int, error)
 	// writeClose sends the close message with code and text and ends the
 	// stream on the transport's terms.
 	writeClose(code, text string, deadline time.Time) error
@@ -58,24 +58,37 @@ func (s *Session) step(w wire, now time.Time) (due time.Time, code string, ended
 	defer func() {
 		clear(sc.out)
 		clear(sc.later)
-		sc.out, sc.outTS, sc.later = sc.out[:0], sc.outTS[:0], sc.later[:0]
+		sc.out, sc.outTS, sc.later, sc.data = sc.out[:0], sc.outTS[:0], sc.later[:0], 0
 		scratchPool.Put(sc)
 	}()
-	next := s.collect(now, sc)
+	// Pacing (pacer.go): within the gap after a data write, data waits
+	// and only control messages go out.
+	s.held.Store(false)
+	holding := s.poll == nil && now.Before(s.notBefore)
+	next := s.collect(now, sc, !holding)
+	if holding && s.dirty.Load() != nil {
+		s.held.Store(true)
+		next = s.notBefore
+	}
 	switch {
 	case len(sc.out) > 0:
 		n, err := w.writeBatch(sc.out, s.events, now.Add(cfg.StallTimeout))
 		if err != nil {
 			return time.Time{}, s.writeFailed(w, err), true
 		}
-		s.lastWrite = now
 		s.events += uint64(len(sc.out))
 		s.tm.delivered(len(sc.out), n, sc.outTS, now)
+		if s.wrote(w, now, n, sc.data > 0) {
+			return time.Time{}, CloseSlowConsumer, true
+		}
 	case now.Sub(s.lastWrite) >= cfg.Heartbeat:
-		if err := w.writeHeartbeat(now.UnixMicro(), now.Add(cfg.StallTimeout)); err != nil {
+		n, err := w.writeHeartbeat(now.UnixMicro(), now.Add(cfg.StallTimeout))
+		if err != nil {
 			return time.Time{}, s.writeFailed(w, err), true
 		}
-		s.lastWrite = now
+		if s.wrote(w, now, n, false) {
+			return time.Time{}, CloseSlowConsumer, true
+		}
 	}
 	due = s.lastWrite.Add(cfg.Heartbeat)
 	if aging && maxAge.Before(due) {
@@ -111,17 +124,61 @@ func (s *Session) run(w wire, peerGone <-chan struct{}) string {
 	}
 }
 
+// wrote accounts a write of n bytes started at now: it updates the
+// client's drain estimate and, after data, sets when data may next be
+// written (the widest of the pacer's gap, the client's and the bandwidth
+// cap's). It closes the session and reports true when the client has
+// taken nothing for the stall timeout while bytes waited for it.
+func (s *Session) wrote(w wire, now time.Time, n int, data bool) (closed bool) {
+	cfg := &s.srv.cfg
+	s.lastWrite = now
+	need := s.drain.wrote(now, n, time.Since(now))
+	if st := s.drain.stalled; !st.IsZero() && now.Sub(st) >= cfg.StallTimeout {
+		s.closeSlow(w)
+		return true
+	}
+	s.stats.bytes.Add(int64(n))
+	s.stats.messages.Store(int64(s.events))
+	s.stats.queued.Store(int64(s.drain.queued))
+	s.stats.drainBPS.Store(int64(s.drain.rate))
+	if !data {
+		return false
+	}
+	gap, limit := time.Duration(0), int32(limitNone)
+	if g := s.srv.pace.Gap(); g > gap {
+		gap, limit = g, limitPacing
+	}
+	if need > gap {
+		gap, limit = need, limitClient
+	}
+	if bps := cfg.MaxSessionBPS; bps > 0 {
+		if g := time.Duration(float64(n) / float64(bps) * float64(time.Second)); g > gap {
+			gap, limit = g, limitBandwidth
+		}
+	}
+	s.notBefore = now.Add(gap)
+	s.stats.gap.Store(int64(gap))
+	s.stats.limit.Store(limit)
+	return false
+}
+
 // writeFailed ends a session whose write failed: a missed deadline means
 // the client stopped reading.
 func (s *Session) writeFailed(w wire, err error) string {
 	if isTimeout(err) {
-		s.srv.m.slowConsumers.Inc()
-		s.srv.log.Info("closing slow consumer", "session", s.id, "transport", s.transport,
-			"stall_timeout", s.srv.cfg.StallTimeout)
-		_ = w.writeClose(CloseSlowConsumer, "client made no read progress", time.Now().Add(closeGrace))
+		s.closeSlow(w)
 		return CloseSlowConsumer
 	}
 	return ""
+}
+
+// closeSlow counts and logs a slow consumer and sends it the close
+// message, which it may never read: the write is bounded by closeGrace.
+func (s *Session) closeSlow(w wire) {
+	s.srv.m.slowConsumers.Inc()
+	s.srv.log.Info("closing slow consumer", "session", s.id, "transport", s.transport,
+		"stall_timeout", s.srv.cfg.StallTimeout, "unsent_bytes", s.drain.queued)
+	_ = w.writeClose(CloseSlowConsumer, "client made no read progress", time.Now().Add(closeGrace))
 }
 
 func isTimeout(err error) bool {

@@ -12,6 +12,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"tickerd/internal/netpoll"
+	"tickerd/internal/sockstat"
 )
 
 // upgrader answers the WebSocket handshake (no compression, no
@@ -53,6 +54,7 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	d := &wsDriver{srv: srv, conn: conn}
 	d.s = srv.newSession(TransportWS)
 	d.s.kick = d.kick
+	d.s.drain.q = sockstat.For(conn)
 	d.timer = time.AfterFunc(time.Hour, d.kick)
 	if err := srv.begin(r, d.s, r.URL.Query().Get("resume"), false); err != nil {
 		d.timer.Stop()
@@ -87,6 +89,9 @@ type wsDriver struct {
 	conn  net.Conn
 	timer *time.Timer
 	armed time.Time // when timer fires; only the drive touches it
+	// kicked stamps (pacer.stamp) the kick that started the running
+	// drive; written by that kick, read by the drive.
+	kicked int64
 
 	running   atomic.Bool   // a drive is in progress
 	ended     atomic.Bool   // end has begun: client ops no longer apply
@@ -113,12 +118,16 @@ type wsDriver struct {
 // called from the cache's fan-out and from the session's timer.
 func (d *wsDriver) kick() {
 	if !d.ended.Load() && d.running.CompareAndSwap(false, true) {
+		d.kicked = d.srv.pace.stamp()
 		d.srv.drivers.run(d)
 	}
 }
 
 func (d *wsDriver) drive() {
 	s := d.s
+	now := d.srv.pace.stamp()
+	d.srv.m.writerLag.Observe(time.Duration(now - d.kicked).Seconds())
+	d.srv.pace.observe(d.kicked, now)
 	for {
 		s.pending.Store(false) // this round covers every wake-up so far
 		if d.gone.Load() {
@@ -165,8 +174,8 @@ func (d *wsDriver) end(code string) {
 	d.ended.Store(true)
 	d.timer.Stop()
 	d.wakeReader()
-	if code != "" {
-		d.awaitPeerClose()
+	if code != "" && code != CloseSlowConsumer {
+		d.awaitPeerClose() // a client that stopped reading will not answer
 	}
 	d.stopReading()
 	d.conn.Close()

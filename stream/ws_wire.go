@@ -38,9 +38,8 @@ func (w wsWire) writeBatch(msgs [][]byte, _ uint64, deadline time.Time) (int, er
 	return w.d.writeFrame(f, ws.OpText, deadline)
 }
 
-func (w wsWire) writeHeartbeat(ts int64, deadline time.Time) error {
-	_, err := w.writeBatch([][]byte{encodeHeartbeat(ts)}, 0, deadline)
-	return err
+func (w wsWire) writeHeartbeat(ts int64, deadline time.Time) (int, error) {
+	return w.writeBatch([][]byte{encodeHeartbeat(ts)}, 0, deadline)
 }
 
 // writeClose sends the close message, then a close frame: 1001 (going

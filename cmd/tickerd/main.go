@@ -16,6 +16,7 @@ import (
 
 	"tickerd/internal/cli"
 	"tickerd/simulator"
+	"tickerd/stream"
 )
 
 // config is the parsed command line.
@@ -33,6 +34,9 @@ type config struct {
 	stallTimeout   time.Duration
 	maxConnAge     time.Duration
 	maxBody        int64
+	maxSessionBPS  int64
+	pacingMaxGap   time.Duration
+	adminKey       string
 	logFormat      string
 	logLevel       string
 }
@@ -61,9 +65,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&c.simRate, "sim-rate", 2000, "built-in simulator: total updates per second")
 	fs.Int64Var(&c.simSeed, "sim-seed", 1, "built-in simulator: random seed")
 	fs.StringVar(&c.ingestKey, "ingest-key", "", "bearer `key` required on POST /v1/ingest; empty = loopback peers only")
+	fs.StringVar(&c.adminKey, "admin-key", "", "bearer `key` required on /v1/admin/*; empty = loopback peers only")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma `list` of browser Origins allowed; empty = any (open mode)")
 	fs.Float64Var(&c.maxHz, "max-hz", 20, "ceiling on messages per symbol per second per session")
 	fs.IntVar(&c.maxSymbols, "max-session-symbols", 1000, "most symbols one session may subscribe")
+	fs.Int64Var(&c.maxSessionBPS, "max-session-bps", 0, "most `bytes` per second written to one session, averaged over its writes; 0 = no cap")
+	fs.DurationVar(&c.pacingMaxGap, "pacing-max-gap", stream.DefaultPacingMaxGap, "when writers fall behind, sessions batch their writes up to this far apart; 0 = never")
 	fs.DurationVar(&c.heartbeat, "heartbeat", 15*time.Second, "idle interval after which a heartbeat is sent")
 	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "close a session whose writes make no progress this long")
 	fs.DurationVar(&c.maxConnAge, "max-conn-age", 10*time.Minute, "end streaming connections cleanly after this age")
@@ -97,6 +104,8 @@ func (c *config) validate() error {
 	check(c.heartbeat > 0, "-heartbeat must be > 0, got %v", c.heartbeat)
 	check(c.stallTimeout > 0, "-stall-timeout must be > 0, got %v", c.stallTimeout)
 	check(c.maxConnAge > 0, "-max-conn-age must be > 0, got %v", c.maxConnAge)
+	check(c.maxSessionBPS == 0 || c.maxSessionBPS >= 1024, "-max-session-bps must be 0 (no cap) or ≥ 1024, got %d", c.maxSessionBPS)
+	check(c.pacingMaxGap >= 0 && c.pacingMaxGap <= 10*time.Second, "-pacing-max-gap must be 0..10s, got %v", c.pacingMaxGap)
 	check(c.maxBody > 0, "-max-ingest-body must be > 0, got %d", c.maxBody)
 	check(c.logFormat == "text" || c.logFormat == "json", "-log-format must be text or json, got %q", c.logFormat)
 	var lvl slog.Level

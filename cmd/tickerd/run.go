@@ -47,6 +47,9 @@ func run(c *config, log *slog.Logger) error {
 		MaxConnAge:     c.maxConnAge,
 		MaxSymbols:     c.maxSymbols,
 		AllowedOrigins: cli.SplitList(c.allowedOrigins),
+		MaxSessionBPS:  c.maxSessionBPS,
+		PacingMaxGap:   pacingGap(c.pacingMaxGap),
+		AdminKey:       c.adminKey,
 		Registerer:     reg,
 		Log:            log,
 	})
@@ -90,6 +93,7 @@ func run(c *config, log *slog.Logger) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       stream.ConnContext,
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
@@ -225,4 +229,13 @@ func registerDebug(mux *http.ServeMux) {
 	mux.Handle("GET /debug/pprof/", loopback(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", loopback(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("GET /debug/pprof/trace", loopback(http.HandlerFunc(pprof.Trace)))
+}
+
+// pacingGap maps -pacing-max-gap to stream.Config, where 0 means the
+// default and a negative value turns pacing off.
+func pacingGap(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

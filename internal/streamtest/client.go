@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -89,6 +90,8 @@ type Conn struct {
 	gone       map[string]bool // unsubscribed and acknowledged
 	control    []Msg           // everything but snapshot, update and heartbeat
 	data       int             // snapshot and update messages read
+	bytes      int64           // frame, line, event or poll-reply payload bytes read
+	latencies  []time.Duration // read time - ts of updates, at most maxLatencies
 	heartbeats int
 	violations []string
 	closed     *Msg
@@ -104,8 +107,28 @@ func Dial(ctx context.Context, base, transport string, q url.Values) (*Conn, err
 
 // DialHeader is Dial with extra request headers (Last-Event-ID, Origin).
 func DialHeader(ctx context.Context, base, transport string, q url.Values, h http.Header) (*Conn, error) {
-	c := &Conn{Transport: transport, base: base, http: &http.Client{}, view: map[string]*Symbol{},
+	return DialOptions(ctx, base, transport, q, Options{Header: h})
+}
+
+// Options are the less common settings of a Conn.
+type Options struct {
+	Header http.Header // extra request headers (Last-Event-ID, Origin)
+	// ReadBPS, when positive, makes a slow reader: the connection reads at
+	// most this many bytes per second, through a small socket receive
+	// buffer, so the server's writes back up behind it.
+	ReadBPS int
+}
+
+// DialOptions is Dial with Options.
+func DialOptions(ctx context.Context, base, transport string, q url.Values, o Options) (*Conn, error) {
+	h := o.Header
+	netDial := (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	if o.ReadBPS > 0 {
+		netDial = slowDialer(o.ReadBPS)
+	}
+	c := &Conn{Transport: transport, base: base, view: map[string]*Symbol{},
 		gone: map[string]bool{}, done: make(chan struct{})}
+	c.http = &http.Client{Transport: &http.Transport{DialContext: netDial, DisableCompression: true}}
 	path := map[string]string{WS: "/v1/ws", SSE: "/v1/sse", NDJSON: "/v1/stream", Poll: "/v1/poll"}[transport]
 	if path == "" {
 		return nil, fmt.Errorf("streamtest: unknown transport %q", transport)
@@ -115,7 +138,7 @@ func DialHeader(ctx context.Context, base, transport string, q url.Values, h htt
 		u += "?" + q.Encode()
 	}
 	if transport == WS {
-		d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096}
+		d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, NetDialContext: netDial}
 		ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(u, "http"), h)
 		if err != nil {
 			if resp != nil {
@@ -303,6 +326,7 @@ func (c *Conn) violateLocked(format string, args ...any) {
 
 // frame applies one frame's messages, checking the per-message guarantees.
 func (c *Conn) frame(b []byte) {
+	now := time.Now().UnixMicro()
 	ms, err := Decode(b)
 	if err != nil {
 		c.violate("undecodable frame %.80q: %v", b, err)
@@ -310,10 +334,17 @@ func (c *Conn) frame(b []byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.bytes += int64(len(b))
 	for i := range ms {
+		if m := &ms[i]; m.Type == "update" && m.TS > 0 && len(c.latencies) < maxLatencies {
+			c.latencies = append(c.latencies, time.Duration(now-m.TS)*time.Microsecond)
+		}
 		c.applyLocked(&ms[i])
 	}
 }
+
+// maxLatencies bounds the latencies a Conn keeps between TakeLatencies.
+const maxLatencies = 100_000
 
 func (c *Conn) applyLocked(m *Msg) {
 	if (m.Type == "snapshot" || m.Type == "update") && c.gone[m.Symbol] {
@@ -489,6 +520,23 @@ func (c *Conn) Counts() (data, heartbeats int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.data, c.heartbeats
+}
+
+// Bytes returns the payload bytes read so far.
+func (c *Conn) Bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
+}
+
+// TakeLatencies returns the latencies (read time minus ts) of the updates
+// read since the last call, and forgets them.
+func (c *Conn) TakeLatencies() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.latencies
+	c.latencies = nil
+	return l
 }
 
 // Violations returns the breaches of the per-message guarantees seen.
