@@ -4,7 +4,7 @@ ADDR     ?= 127.0.0.1:8080
 FUZZTIME ?= 30s
 PKG      ?= ./...
 
-.PHONY: build run test vet fmt lint bench fuzz loadtest loadtest-quick clean
+.PHONY: build run test vet fmt lint bench fuzz loadtest loadtest-quick plot clean
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -41,6 +41,13 @@ loadtest: build
 loadtest-quick: build
 	./bin/tickerbench scenario footprint -tickerd ./bin/tickerd -conns 300 -target-kib 0 -duration 3s
 	./bin/tickerbench scenario fanout -tickerd ./bin/tickerd -conns 100 -duration 5s
+
+# docs/latency.png: latency percentiles against connection count, drawn from
+# the JSON reports of make loadtest (make plot PLOT_REPORTS='artifacts/*.json').
+PLOT_REPORTS ?= artifacts/hold-*.json
+plot: build
+	@test -n "$(wildcard $(PLOT_REPORTS))" || { echo "no $(PLOT_REPORTS): run make loadtest first"; exit 1; }
+	./bin/tickerbench plot -o docs/latency.png $(PLOT_REPORTS)
 
 # make fuzz FUZZ=FuzzParseLine PKG=./feed [FUZZTIME=1m]
 fuzz:

@@ -30,6 +30,7 @@ Usage:
   tickerbench -url URL[,URL] -transport ws|sse|poll|ndjson -conns N -symbols K
               [-max-hz H] -duration D [-out report.json] [flags]
   tickerbench scenario NAME [flags]
+  tickerbench plot -o OUT.png REPORT.json...
 
 A load run opens -conns sessions (spread round-robin over the URLs and over a
 comma list of transports), each subscribed to -symbols symbols chosen from the
@@ -47,6 +48,9 @@ from /proc, and stops it at the end. Scenarios:
 %s
 Scenario defaults can be scaled down with -conns, -symbols, -duration, -rate
 and -max-hz (e.g. tickerbench scenario fanout -conns 200 -duration 5s).
+
+plot draws the latency percentiles of saved -out reports against connection
+count as a PNG (see tickerbench plot -h).
 
 Flags:
 `
@@ -130,6 +134,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "plot" {
+		return plotMain(args[1:], stderr)
+	}
 	fs, o := newFlags(stderr)
 	pos, err := cli.Parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -171,6 +178,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return scenarioMain(ctx, o, pos[1], stdout, logf)
+	}
+	if pos[0] == "plot" {
+		logf("put plot first, before any flag: tickerbench plot -o OUT.png REPORT.json...")
+		return 2
 	}
 	logf("unexpected arguments %q; see tickerbench -h", pos)
 	return 2

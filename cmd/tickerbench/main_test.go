@@ -2,6 +2,11 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"image/png"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -21,6 +26,14 @@ func TestUsageAndErrors(t *testing.T) {
 		{"unknown scenario", []string{"-conns", "5", "scenario", "nope"}, 2, "unknown scenario"},
 		{"stray argument", []string{"-url", "http://127.0.0.1:1", "extra"}, 2, "unexpected arguments"},
 		{"bad flag", []string{"-conns", "many"}, 2, "invalid value"},
+		{"help mentions plot", []string{"-h"}, 0, "tickerbench plot -o OUT.png"},
+		{"plot help", []string{"plot", "-h"}, 0, "Usage: tickerbench plot -o OUT.png REPORT.json..."},
+		{"plot without -o", []string{"plot", "testdata/hold-2000.json"}, 2, "-o OUT.png is required"},
+		{"plot without reports", []string{"plot", "-o", "latency.png"}, 2, "no reports given"},
+		{"plot to a non-PNG", []string{"plot", "-o", "testdata/hold-2000.json", "testdata/hold-2000.json"}, 2, "must be a .png file"},
+		{"plot bad flag", []string{"plot", "-out", "x.png", "testdata/hold-2000.json"}, 2, "flag provided but not defined: -out"},
+		{"plot after flags", []string{"-quiet", "plot", "testdata/hold-2000.json"}, 2, "put plot first"},
+		{"plot missing report", []string{"plot", "-o", "latency.png", "testdata/nope.json"}, 1, "testdata/nope.json: no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,6 +48,46 @@ func TestUsageAndErrors(t *testing.T) {
 				t.Errorf("usage shows a hidden flag:\n%s", stderr.String())
 			}
 		})
+	}
+}
+
+func TestPlot(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "latency.png")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"plot", "testdata/hold-2000.json", "-o", out}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "wrote "+out) {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	if cfg.Width < 100 || cfg.Height < 100 {
+		t.Errorf("PNG of %dx%d", cfg.Width, cfg.Height)
+	}
+
+	// A bad report among good ones: exit 1 and no file.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"conns": 5, "latency": null}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out2 := filepath.Join(t.TempDir(), "none.png")
+	stderr.Reset()
+	if code := run([]string{"plot", "-o", out2, "testdata/hold-2000.json", bad}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), bad+": the report has no latency histogram") {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+	if _, err := os.Stat(out2); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s written despite the bad report (stat: %v)", out2, err)
 	}
 }
 
