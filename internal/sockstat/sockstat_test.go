@@ -48,6 +48,9 @@ func TestUnsentFollowsThePeer(t *testing.T) {
 	if n, err := q.Unsent(); err != nil || n != 0 {
 		t.Fatalf("fresh connection: Unsent = %d, %v; want 0, nil", n, err)
 	}
+	if n, err := q.Unacked(); err != nil || n != 0 {
+		t.Fatalf("fresh connection: Unacked = %d, %v; want 0, nil", n, err)
+	}
 	// Write until the peer's receive buffer is full and bytes stay queued.
 	chunk := make([]byte, 64<<10)
 	queued := 0
@@ -62,6 +65,9 @@ func TestUnsentFollowsThePeer(t *testing.T) {
 	}
 	if queued == 0 {
 		t.Fatal("nothing stayed in the send queue of a peer that does not read")
+	}
+	if n, err := q.Unacked(); err != nil || n < queued {
+		t.Fatalf("Unacked = %d, %v; want at least the %d unsent", n, err, queued)
 	}
 	// The peer reads everything: the queue empties.
 	go func() {
@@ -78,7 +84,11 @@ func TestUnsentFollowsThePeer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
+		u, err := q.Unacked()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 && u == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
