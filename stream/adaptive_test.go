@@ -146,7 +146,7 @@ func TestSlowReaderConverges(t *testing.T) {
 				t.Fatal(err)
 			}
 			streamtest.WaitFor(t, 30*time.Second, "slow reader converged", func() error {
-				return streamtest.Converged(c.View(), want, nil)
+				return streamtest.Converged(c.View(), want, streamtest.All(syms...))
 			})
 			msgs, _ := c.Counts()
 			updates := last * len(syms)
@@ -186,11 +186,13 @@ func TestStoppedReadersBoundedAndClosed(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	healthy := make([]*streamtest.Conn, nHealthy)
+	picks := make([][]string, nHealthy)
 	for i := range healthy {
 		pick := make([]string, 10)
 		for j := range pick {
 			pick[j] = syms[rng.IntN(len(syms))]
 		}
+		picks[i] = pick
 		healthy[i] = dial(t, ts, []string{streamtest.WS, streamtest.NDJSON, streamtest.SSE}[i%3],
 			url.Values{"symbols": {strings.Join(pick, ",")}, "maxHz": {"1000"}})
 	}
@@ -287,7 +289,7 @@ func TestStoppedReadersBoundedAndClosed(t *testing.T) {
 	}
 	for i, c := range healthy {
 		streamtest.WaitFor(t, 10*time.Second, fmt.Sprintf("healthy session %d converged", i), func() error {
-			return streamtest.Converged(c.View(), want, nil)
+			return streamtest.Converged(c.View(), want, streamtest.All(picks[i]...))
 		})
 		if v := c.Violations(); len(v) > 0 {
 			t.Fatalf("healthy session %d: violations %v", i, v)
@@ -338,7 +340,7 @@ func TestBandwidthCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	streamtest.WaitFor(t, 10*time.Second, "converged under the cap", func() error {
-		return streamtest.Converged(c.View(), want, nil)
+		return streamtest.Converged(c.View(), want, streamtest.All(syms...))
 	})
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -252,29 +254,75 @@ func asCloseError(err error, ce **websocket.CloseError) bool {
 	return ok
 }
 
-func TestResumeRestoresSubscriptions(t *testing.T) {
-	for _, tr := range []string{streamtest.SSE, streamtest.NDJSON, streamtest.WS} {
-		t.Run(tr, func(t *testing.T) {
-			ts := newTestServer(t, stream.Config{})
-			ts.put(t, "AAA", "bid", "1")
-			ts.put(t, "BBB", "bid", "2")
+// A client that reconnects with its resume token (SSE: Last-Event-ID)
+// gets its subscriptions back and, for each symbol, only the fields that
+// changed while it was away: no snapshot, nothing for a symbol that did
+// not change. A client that lost its view and resumes gets nothing it
+// can use; a fresh client without a token gets snapshots.
+func TestResumeSendsOnlyChanges(t *testing.T) {
+	type mode int
+	const (
+		counted   mode = iota // Last-Event-ID, resume=TOKEN.N or a later poll
+		tokenOnly             // resume=TOKEN after a quiet second: TCP acknowledgements
+	)
+	var cases []struct {
+		tr   string
+		mode mode
+	}
+	for _, tr := range streamtest.Transports {
+		cases = append(cases, struct {
+			tr   string
+			mode mode
+		}{tr, counted})
+	}
+	cases = append(cases, struct {
+		tr   string
+		mode mode
+	}{streamtest.NDJSON, tokenOnly}, struct {
+		tr   string
+		mode mode
+	}{streamtest.WS, tokenOnly})
+	for _, tc := range cases {
+		tr := tc.tr
+		name := tr
+		if tc.mode == tokenOnly {
+			name += "/token-only"
+		}
+		t.Run(name, func(t *testing.T) {
+			// Heartbeats are writes, at which the server samples what the
+			// client's TCP stack has acknowledged (token-only resumes).
+			ts := newTestServer(t, stream.Config{Heartbeat: 200 * time.Millisecond})
+			ts.put(t, "AAA", "bid", "1", "ask", "1.1")
+			ts.put(t, "BBB", "bid", "2", "ask", "2.1")
+			ts.put(t, "CCC", "bid", "3", "ask", "3.1")
 			ctx := context.Background()
 			// WebSocket has no session message; it resumes a token taken
 			// from an SSE session of the same server.
-			first := dial(t, ts, pick(tr), url.Values{"symbols": {"AAA"}, "fields": {"bid"}})
-			if err := first.Send(ctx, map[string]any{"op": "subscribe", "id": 1, "symbols": []string{"BBB"}}); err != nil {
+			first := dial(t, ts, pick(tr), url.Values{"symbols": {"AAA,CCC"}, "fields": {"bid,ask"}})
+			if err := first.Send(ctx, map[string]any{"op": "subscribe", "id": 1, "symbols": []string{"BBB"}, "fields": []string{"bid"}}); err != nil {
 				t.Fatal(err)
 			}
-			streamtest.WaitFor(t, 5*time.Second, "both snapshots", func() error {
-				if len(first.View()) != 2 {
+			streamtest.WaitFor(t, 5*time.Second, "three snapshots", func() error {
+				if len(first.View()) != 3 {
 					return fmt.Errorf("view %v", first.View())
 				}
 				return nil
 			})
+			if tc.mode == tokenOnly {
+				time.Sleep(1500 * time.Millisecond) // the client has surely read it all
+			}
 			token, lastEvent := first.Resume()
+			if tc.mode == counted && tr != streamtest.Poll {
+				token = first.ResumeAt()
+			}
 			id := first.Session()
+			had := first.View()
 			first.Close()
+			// While it is away: AAA's bid and CCC's ask change, BBB only
+			// in a field it did not subscribe.
 			ts.put(t, "AAA", "bid", "1.5")
+			ts.put(t, "CCC", "ask", "3.7")
+			ts.put(t, "BBB", "ask", "2.9")
 
 			q := url.Values{"resume": {token}}
 			h := http.Header{}
@@ -284,7 +332,7 @@ func TestResumeRestoresSubscriptions(t *testing.T) {
 			}
 			var again *streamtest.Conn
 			streamtest.WaitFor(t, 5*time.Second, "resumed session", func() error {
-				c, err := streamtest.DialHeader(ctx, ts.base, tr, q, h)
+				c, err := streamtest.DialOptions(ctx, ts.base, tr, q, streamtest.Options{Header: h, Seed: had, Log: true})
 				if err != nil {
 					return err
 				}
@@ -292,20 +340,79 @@ func TestResumeRestoresSubscriptions(t *testing.T) {
 				return nil
 			})
 			t.Cleanup(again.Close)
-			streamtest.WaitFor(t, 5*time.Second, "subscriptions restored", func() error {
+			want := map[string]map[string]string{
+				"AAA": {"bid": "1.5", "ask": "1.1"},
+				"BBB": {"bid": "2"},
+				"CCC": {"bid": "3", "ask": "3.7"},
+			}
+			streamtest.WaitFor(t, 5*time.Second, "resumed view", func() error {
 				v := again.View()
-				if v["AAA"].Fields["bid"] != "1.5" || v["BBB"].Fields["bid"] != "2" {
-					return fmt.Errorf("view %v", v)
-				}
-				if len(v["AAA"].Fields) != 1 {
-					return fmt.Errorf("field filter lost: %v", v["AAA"].Fields)
+				for sym, fields := range want {
+					if !maps.Equal(v[sym].Fields, fields) {
+						return fmt.Errorf("%s: %v, want %v", sym, v[sym].Fields, fields)
+					}
 				}
 				return nil
 			})
+			time.Sleep(200 * time.Millisecond) // anything else would come now
+			got := map[string][]string{}
+			for _, m := range again.Data() {
+				if m.Type != "update" {
+					t.Errorf("resume sent a %s for %s, want only updates", m.Type, m.Symbol)
+				}
+				got[m.Symbol] = append(got[m.Symbol], slices.Sorted(maps.Keys(m.Fields))...)
+			}
+			if !maps.EqualFunc(got, map[string][]string{"AAA": {"bid"}, "CCC": {"ask"}}, slices.Equal) {
+				t.Errorf("fields resent per symbol %v; want AAA [bid] and CCC [ask] only", got)
+			}
+			if v := again.Violations(); len(v) > 0 {
+				t.Errorf("violations: %v", v)
+			}
 			if tr != streamtest.WS && again.Session() != id {
 				t.Errorf("resumed session id %q, want %q", again.Session(), id)
 			}
 		})
+	}
+}
+
+// After the retention window a token resumes nothing: the client starts
+// a new session and subscribes again.
+func TestResumeAfterRetentionStartsAfresh(t *testing.T) {
+	ts := newTestServer(t, stream.Config{Retention: 300 * time.Millisecond})
+	ts.put(t, "AAA", "bid", "1")
+	first := dial(t, ts, streamtest.NDJSON, url.Values{"symbols": {"AAA"}})
+	streamtest.WaitFor(t, 5*time.Second, "snapshot", func() error {
+		if len(first.View()) != 1 {
+			return fmt.Errorf("view %v", first.View())
+		}
+		return nil
+	})
+	token, _ := first.Resume()
+	id := first.Session()
+	first.Close()
+	streamtest.WaitFor(t, 5*time.Second, "session closed", func() error {
+		if n := ts.srv.Sessions(); n != 0 {
+			return fmt.Errorf("%d sessions", n)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // past retention (the janitor runs every Retention/4)
+	again, err := streamtest.DialOptions(context.Background(), ts.base, streamtest.NDJSON,
+		url.Values{"resume": {token}, "symbols": {"AAA"}}, streamtest.Options{Log: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Close)
+	streamtest.WaitFor(t, 5*time.Second, "fresh snapshot", func() error {
+		for _, m := range again.Data() {
+			if m.Type == "snapshot" && m.Symbol == "AAA" {
+				return nil
+			}
+		}
+		return fmt.Errorf("data %v", again.Data())
+	})
+	if again.Session() == id {
+		t.Errorf("an expired token resumed session %s", id)
 	}
 }
 
@@ -369,5 +476,84 @@ func TestNoNewStreamsWhileShuttingDown(t *testing.T) {
 		if _, err := streamtest.Dial(ctx, ts.base, tr, nil); err == nil || !strings.Contains(err.Error(), "503") {
 			t.Errorf("%s: dial during shutdown: %v, want HTTP 503", tr, err)
 		}
+	}
+}
+
+// Data in flight when a connection dies counts as not received: a slow
+// reader whose stream backs up is cut off mid-stream, the feed goes on,
+// and it resumes from the view it had reached. It must converge to the
+// server's records: a resume may resend, never miss. With its count
+// (TOKEN.N, SSE Last-Event-ID) or with the bare token.
+func TestResumeNeverMissesInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		tr      string
+		counted bool
+	}{
+		{streamtest.NDJSON, false}, {streamtest.WS, false}, {streamtest.NDJSON, true},
+		{streamtest.SSE, true}, {streamtest.WS, true},
+	} {
+		name := tc.tr
+		if tc.counted {
+			name += "/counted"
+		}
+		t.Run(name, func(t *testing.T) {
+			ts := newTestServer(t, stream.Config{MaxHz: 1000, Heartbeat: 200 * time.Millisecond})
+			syms := symbols("IF", 40)
+			for _, s := range syms {
+				ts.put(t, s, "bid", "0", "ask", "1")
+			}
+			ctx := context.Background()
+			first := pick(tc.tr)
+			q := url.Values{"symbols": {strings.Join(syms, ",")}, "maxHz": {"1000"}}
+			c, err := streamtest.DialOptions(ctx, ts.base, first, q, streamtest.Options{ReadBPS: 20 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			streamtest.WaitFor(t, 10*time.Second, "snapshots", func() error {
+				if n := len(c.View()); n != len(syms) {
+					return fmt.Errorf("%d snapshots", n)
+				}
+				return nil
+			})
+			f := startFeeder(t, ts, syms, 2*time.Millisecond)
+			time.Sleep(1500 * time.Millisecond)
+			token, lastEvent := c.Resume()
+			if tc.counted && first != streamtest.SSE {
+				token = c.ResumeAt()
+			}
+			c.Close() // whatever is in flight is lost
+			had := c.View()
+			time.Sleep(300 * time.Millisecond)
+			f.halt()
+
+			q = url.Values{"resume": {token}}
+			h := http.Header{}
+			if tc.tr == streamtest.SSE {
+				q = nil
+				h.Set("Last-Event-ID", lastEvent)
+			}
+			again, err := streamtest.DialOptions(ctx, ts.base, tc.tr, q, streamtest.Options{Header: h, Seed: had, Log: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.Close()
+			want, err := streamtest.Snapshot(ctx, ts.base, syms...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			streamtest.WaitFor(t, 10*time.Second, "resumed view converged", func() error {
+				return streamtest.Converged(again.View(), want, streamtest.All(syms...))
+			})
+			if v := again.Violations(); len(v) > 0 {
+				t.Fatalf("violations: %v", v)
+			}
+			snaps := 0
+			for _, m := range again.Data() {
+				if m.Type == "snapshot" {
+					snaps++
+				}
+			}
+			t.Logf("resume sent %d messages, %d of them snapshots; %s seq %d when cut, %d at the end", len(again.Data()), snaps, syms[0], had[syms[0]].Seq, want[syms[0]].Seq)
+		})
 	}
 }

@@ -22,6 +22,10 @@ import (
 // write that took longer than drainSlowWrite, i.e. that found the socket
 // buffer full, counts as a queue over the target.
 const (
+	// maxUnsent bounds the bytes the kernel holds unsent for a stream
+	// (TCP_NOTSENT_LOWAT): beyond it a write waits for the client, and
+	// a client that takes nothing is closed after the stall timeout.
+	maxUnsent      = 256 << 10
 	drainTarget    = 16 << 10
 	drainMaxGap    = 5 * time.Second
 	drainMinGap    = 5 * time.Millisecond // a narrower gap is dropped
@@ -39,6 +43,8 @@ type drain struct {
 	// stalled is when the queue was last seen not draining at all while
 	// holding data; zero while the client makes progress.
 	stalled time.Time
+	// behind is the last time a write found bytes waiting unsent.
+	behind time.Time
 }
 
 // wrote updates the estimate after a data write of n bytes at now that
@@ -55,6 +61,7 @@ func (d *drain) wrote(now time.Time, n int, took time.Duration) time.Duration {
 	if queued < 0 {
 		// By write time only: a write that blocked found the buffer full.
 		if took > drainSlowWrite {
+			d.behind = now
 			d.gap = min(max(2*d.gap, 4*took), drainMaxGap)
 		} else {
 			d.gap = d.narrowed()
@@ -81,6 +88,9 @@ func (d *drain) wrote(now time.Time, n int, took time.Duration) time.Duration {
 		}
 	}
 	d.queued, d.at = queued, now
+	if queued > 0 {
+		d.behind = now
+	}
 	if queued <= drainTarget {
 		d.gap = d.narrowed()
 		return d.gap

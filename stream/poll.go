@@ -25,6 +25,10 @@ type pollState struct {
 	cancel   chan struct{} // closed to end the poll in progress; nil if none
 	lastPoll time.Time
 	done     bool // the session has been finished
+	// replied is the message count at the end of the latest reply; a
+	// newer poll confirms it (the client read that reply), and a resume
+	// starts from it.
+	replied uint64
 }
 
 type pollReply struct {
@@ -86,6 +90,7 @@ func (srv *Server) pollSession(w http.ResponseWriter, r *http.Request, id string
 	if s.poll.cancel != nil {
 		close(s.poll.cancel) // a newer poll ends the older one
 	}
+	s.confirmed = max(s.confirmed, s.poll.replied)
 	s.poll.cancel = cancel
 	s.mu.Unlock()
 
@@ -173,7 +178,11 @@ func (srv *Server) reply(w http.ResponseWriter, s *Session, msgs [][]byte) {
 	w.Header().Set("Cache-Control", "no-cache, no-store")
 	if _, err := w.Write(append(b, '\n')); err != nil && len(msgs) > 0 {
 		s.resync()
+		return
 	}
+	s.mu.Lock()
+	s.poll.replied = s.events
+	s.mu.Unlock()
 }
 
 // bufferWire collects what a step would write, for a poll reply.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -122,6 +123,9 @@ type retained struct {
 	id      string
 	specs   []subSpec
 	expires time.Time
+	events  uint64 // messages the session had written
+	// confirmed is how many of them the client surely has (resume.go).
+	confirmed uint64
 }
 
 type connKey struct{}
@@ -277,6 +281,11 @@ func (srv *Server) admit(s *Session, resumeToken string) error {
 		delete(srv.retained, resumeToken)
 		if time.Now().Before(r.expires) && srv.sessions[r.id] == nil {
 			s.id, s.resume, specs = r.id, resumeToken, r.specs
+			// Numbering goes on from the old connection's count.
+			s.events, s.confirmed = r.events, r.confirmed
+			if s.resumeFrom > s.confirmed && s.resumeFrom <= r.events {
+				s.confirmed = s.resumeFrom
+			}
 		}
 	}
 	if s.id == "" {
@@ -290,19 +299,20 @@ func (srv *Server) admit(s *Session, resumeToken string) error {
 	s.tm.sessions.Inc()
 	s.tm.opened.Inc()
 	srv.log.Debug("session opened", "session", s.id, "transport", s.transport, "resumed", specs != nil)
-	s.restore(specs)
+	s.restore(specs, s.confirmed)
 	return nil
 }
 
 // finish unregisters a session; unless it ended for a reason that forbids
 // it (shutdown ends the process), it is kept for resume.
 func (srv *Server) finish(s *Session, code string) {
-	specs := s.release()
+	specs, confirmed := s.release()
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
 	delete(srv.live, s.resume)
 	if code != CloseShutdown && code != CloseRevoked && code != CloseUnauthorized && len(srv.retained) < maxRetained {
-		srv.retained[s.resume] = retained{id: s.id, specs: specs, expires: time.Now().Add(srv.cfg.Retention)}
+		srv.retained[s.resume] = retained{id: s.id, specs: specs, expires: time.Now().Add(srv.cfg.Retention),
+			events: s.events, confirmed: confirmed}
 	}
 	srv.mu.Unlock()
 	s.tm.sessions.Dec()
@@ -376,8 +386,18 @@ func (srv *Server) opErrorReply(err error) []byte {
 // named by the query. It fails only while shutting down.
 func (srv *Server) begin(r *http.Request, s *Session, resume string, hello bool) error {
 	s.remote = r.RemoteAddr
+	if token, n, ok := strings.Cut(resume, "."); ok {
+		// TOKEN.N: the client has processed N messages of the session.
+		resume = token
+		if v, err := strconv.ParseUint(n, 10, 64); err == nil {
+			s.resumeFrom = max(s.resumeFrom, v)
+		}
+	}
 	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok && s.drain.q == nil && s.poll == nil {
 		s.drain.q = sockstat.For(c)
+	}
+	if s.drain.q != nil {
+		_ = s.drain.q.LimitUnsent(maxUnsent)
 	}
 	if err := srv.admit(s, resume); err != nil {
 		return err
@@ -399,11 +419,18 @@ func (srv *Server) begin(r *http.Request, s *Session, resume string, hello bool)
 // beginHTTP is begin for the HTTP streaming transports: it checks the
 // Origin and answers the request itself when no session can start.
 func (srv *Server) beginHTTP(w http.ResponseWriter, r *http.Request, transport, resume string) *Session {
+	return srv.beginHTTPFrom(w, r, transport, resume, 0)
+}
+
+// beginHTTPFrom is beginHTTP for a client that says how many messages of
+// the resumed session it has (SSE Last-Event-ID).
+func (srv *Server) beginHTTPFrom(w http.ResponseWriter, r *http.Request, transport, resume string, lastEvent uint64) *Session {
 	if !srv.originAllowed(r) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return nil
 	}
 	s := srv.newSession(transport)
+	s.resumeFrom = lastEvent
 	if err := srv.begin(r, s, resume, true); err != nil {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return nil

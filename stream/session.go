@@ -58,6 +58,18 @@ type Session struct {
 	lastWrite time.Time // of a batch or heartbeat
 	notBefore time.Time // no data write before this (pacing); zero = none
 	drain     drain     // how fast the client takes data (drain.go)
+	// Resume bookkeeping (resume.go): bytes written on this connection,
+	// the latest writes' ends, and how many messages the client is known
+	// to have (its kernel acknowledged them, or it said so).
+	written   int64
+	marks     [8]writeMark
+	nmarks    int
+	acks      [ackSampleKept]ackSample
+	nacks     int
+	confirmed uint64 // said by the client or confirmed by its next poll
+	// resumeFrom is the message count a reconnecting client says it
+	// has (SSE Last-Event-ID); 0 if it did not say.
+	resumeFrom uint64
 
 	remote string       // the client's address
 	stats  sessionStats // for the admin view and metrics, written by the writer
@@ -108,8 +120,15 @@ type sub struct {
 	next   time.Duration // earliest next message, as time since s.created
 	// sent is the version of the record the last message brought the
 	// client up to: after any message the client holds exactly sent's
-	// values of the subscribed fields. nil = a snapshot is due.
-	sent *conflate.View
+	// values of the subscribed fields. nil = a snapshot is due, or, with
+	// resumeSeq set, an update of what changed since that seq (a resumed
+	// session whose client holds the record as of resumeSeq).
+	sent      *conflate.View
+	resumeSeq uint64
+	// hist is the last two messages for the symbol (newest first): their
+	// number in the session's message count and their seq, so that a
+	// resume knows what the client surely has (resume.go).
+	hist [2]sentMark
 }
 
 func (b *sub) symbol() string { return b.watch.Entry().Symbol() }
@@ -290,7 +309,8 @@ func (s *Session) resync() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, b := range s.subs {
-		b.sent, b.next = nil, 0
+		b.sent, b.next, b.resumeSeq = nil, 0, 0
+		b.hist = [2]sentMark{}
 		b.Notify()
 	}
 }
@@ -300,24 +320,29 @@ type subSpec struct {
 	sym    string
 	fields feed.FieldSet
 	gap    time.Duration
+	hist   [2]sentMark
 }
 
-// release stops every watch and returns what a resume needs.
-func (s *Session) release() []subSpec {
+// release stops every watch and returns what a resume needs: the
+// subscriptions and how many messages the client surely has.
+func (s *Session) release() ([]subSpec, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	confirmed := max(s.confirmed, s.ackedConfirmed(time.Now()))
 	specs := make([]subSpec, 0, len(s.subs))
 	for _, b := range s.subs {
 		b.gone = true
 		b.watch.Stop()
-		specs = append(specs, subSpec{sym: b.symbol(), fields: b.fields, gap: b.gap})
+		specs = append(specs, subSpec{sym: b.symbol(), fields: b.fields, gap: b.gap, hist: b.hist})
 	}
 	s.subs = nil
-	return specs
+	return specs, confirmed
 }
 
-// restore subscribes to retained specs; each gets a fresh snapshot.
-func (s *Session) restore(specs []subSpec) {
+// restore subscribes to retained specs. A symbol whose last messages up
+// to the client's confirmed count are known resumes from there (only what
+// changed since is sent); any other gets a fresh snapshot.
+func (s *Session) restore(specs []subSpec, confirmed uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sp := range specs {
@@ -326,7 +351,9 @@ func (s *Session) restore(specs []subSpec) {
 		}
 		i, found := s.findLocked(sp.sym)
 		if !found {
-			s.addLocked(i, sp.sym, sp.fields, sp.gap).Notify()
+			b := s.addLocked(i, sp.sym, sp.fields, sp.gap)
+			b.resumeSeq, b.hist = resumePoint(sp.hist, confirmed)
+			b.Notify()
 		}
 	}
 }
@@ -379,6 +406,8 @@ func (s *Session) collect(now time.Time, sc *scratch, data bool) (next time.Time
 			sc.outTS = append(sc.outTS, v.TS)
 			sc.data++
 			b.next = at + b.gap
+			b.hist[1] = b.hist[0]
+			b.hist[0] = sentMark{event: s.events + uint64(len(sc.out)), seq: v.Seq}
 		}
 	}
 	s.mu.Unlock()
@@ -402,6 +431,15 @@ func dataMessage(b *sub, e *conflate.Entry, v *conflate.View) (msg []byte, skipp
 	}
 	b.sent = v
 	if prev == nil {
+		if since := b.resumeSeq; since > 0 {
+			// A resumed client holds the record as of since: send what
+			// changed after it (perhaps a field it has; never one less).
+			b.resumeSeq = 0
+			if mask := v.ChangedSince(since) & b.fields; v.Seq > since && mask != 0 {
+				return encodeData(e, kindUpdate, v, mask), v.Seq - since - 1
+			}
+			return nil, 0
+		}
 		return encodeData(e, kindSnapshot, v, v.Set&b.fields), 0
 	}
 	mask := v.ChangedSince(prev.Seq) & b.fields

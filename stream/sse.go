@@ -17,11 +17,15 @@ func streamHeaders(h http.Header, contentType string) {
 
 func (srv *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	resume := r.URL.Query().Get("resume")
+	var lastEvent uint64
 	if last := r.Header.Get("Last-Event-ID"); last != "" {
-		// Event ids are "TOKEN.N": the token names the session.
-		resume, _, _ = strings.Cut(last, ".")
+		// Event ids are "TOKEN.N": the token names the session, N counts
+		// the messages the client has.
+		var n string
+		resume, n, _ = strings.Cut(last, ".")
+		lastEvent, _ = strconv.ParseUint(n, 10, 64)
 	}
-	s := srv.beginHTTP(w, r, TransportSSE, resume)
+	s := srv.beginHTTPFrom(w, r, TransportSSE, resume, lastEvent)
 	if s == nil {
 		return
 	}

@@ -133,6 +133,7 @@ func (s *Session) wrote(w wire, now time.Time, n int, data bool) (closed bool) {
 	cfg := &s.srv.cfg
 	s.lastWrite = now
 	need := s.drain.wrote(now, n, time.Since(now))
+	s.confirmWrite(now, n, s.events)
 	if st := s.drain.stalled; !st.IsZero() && now.Sub(st) >= cfg.StallTimeout {
 		s.closeSlow(w)
 		return true

@@ -82,16 +82,22 @@ type Conn struct {
 	wsMu      sync.Mutex
 	cancel    context.CancelFunc // ends a long-poll loop
 
-	mu         sync.Mutex
-	session    string
-	resume     string
-	lastEvent  string
-	view       map[string]*Symbol
-	gone       map[string]bool // unsubscribed and acknowledged
-	control    []Msg           // everything but snapshot, update and heartbeat
-	data       int             // snapshot and update messages read
-	bytes      int64           // frame, line, event or poll-reply payload bytes read
-	latencies  []time.Duration // read time - ts of updates, at most maxLatencies
+	mu        sync.Mutex
+	session   string
+	resume    string
+	lastEvent string
+	view      map[string]*Symbol
+	gone      map[string]bool // unsubscribed and acknowledged
+	control   []Msg           // everything but snapshot, update and heartbeat
+	data      int             // snapshot and update messages read
+	bytes     int64           // frame, line, event or poll-reply payload bytes read
+	latencies []time.Duration // read time - ts of updates, at most maxLatencies
+	log       []Msg           // snapshot and update messages, at most maxLog
+	processed uint64          // messages applied, heartbeats aside
+	keepLog   bool            // keep log (Options.Log)
+	// reseeded holds the seeded symbols whose first message after a
+	// resume is still to come: it may resend a field or repeat the seq.
+	reseeded   map[string]bool
 	heartbeats int
 	violations []string
 	closed     *Msg
@@ -117,6 +123,14 @@ type Options struct {
 	// most this many bytes per second, through a small socket receive
 	// buffer, so the server's writes back up behind it.
 	ReadBPS int
+	// Seed is the view the client starts from: a resuming client keeps
+	// what it had (take it from the old Conn's View).
+	Seed map[string]Symbol
+	// Log keeps the data messages for Data.
+	Log bool
+	// Processed is the count of messages the seeded view results from (a
+	// resumed session's numbering goes on from it).
+	Processed uint64
 }
 
 // DialOptions is Dial with Options.
@@ -129,6 +143,17 @@ func DialOptions(ctx context.Context, base, transport string, q url.Values, o Op
 	c := &Conn{Transport: transport, base: base, view: map[string]*Symbol{},
 		gone: map[string]bool{}, done: make(chan struct{})}
 	c.http = &http.Client{Transport: &http.Transport{DialContext: netDial, DisableCompression: true}}
+	c.processed = o.Processed
+	c.keepLog = o.Log
+	c.reseeded = make(map[string]bool, len(o.Seed))
+	for sym, v := range o.Seed {
+		c.reseeded[sym] = true
+		f := make(map[string]string, len(v.Fields))
+		for k, x := range v.Fields {
+			f[k] = x
+		}
+		c.view[sym] = &Symbol{Seq: v.Seq, Fields: f}
+	}
 	path := map[string]string{WS: "/v1/ws", SSE: "/v1/sse", NDJSON: "/v1/stream", Poll: "/v1/poll"}[transport]
 	if path == "" {
 		return nil, fmt.Errorf("streamtest: unknown transport %q", transport)
@@ -346,6 +371,9 @@ func (c *Conn) frame(b []byte) {
 // maxLatencies bounds the latencies a Conn keeps between TakeLatencies.
 const maxLatencies = 100_000
 
+// maxLog bounds the data messages a Conn keeps for Data.
+const maxLog = 10_000
+
 func (c *Conn) applyLocked(m *Msg) {
 	if (m.Type == "snapshot" || m.Type == "update") && c.gone[m.Symbol] {
 		// On WebSocket the ack follows any data in flight on the same
@@ -355,6 +383,12 @@ func (c *Conn) applyLocked(m *Msg) {
 			c.violateLocked("%s: %s seq %d after the unsubscribe ack", m.Symbol, m.Type, m.Seq)
 		}
 		return
+	}
+	if m.Type != "heartbeat" {
+		c.processed++
+	}
+	if c.keepLog && (m.Type == "snapshot" || m.Type == "update") && len(c.log) < maxLog {
+		c.log = append(c.log, *m)
 	}
 	switch m.Type {
 	case "unsubscribed":
@@ -370,6 +404,7 @@ func (c *Conn) applyLocked(m *Msg) {
 		c.control = append(c.control, *m)
 	case "snapshot":
 		c.data++
+		delete(c.reseeded, m.Symbol)
 		prev := c.view[m.Symbol]
 		if prev != nil && m.Seq < prev.Seq {
 			c.violateLocked("%s: snapshot seq %d after %d", m.Symbol, m.Seq, prev.Seq)
@@ -382,18 +417,20 @@ func (c *Conn) applyLocked(m *Msg) {
 	case "update":
 		c.data++
 		prev := c.view[m.Symbol]
+		resend := c.reseeded[m.Symbol]
+		delete(c.reseeded, m.Symbol)
 		switch {
 		case prev == nil:
 			c.violateLocked("%s: update seq %d before any snapshot", m.Symbol, m.Seq)
 			return
-		case m.Seq <= prev.Seq:
+		case m.Seq < prev.Seq, m.Seq == prev.Seq && !resend:
 			c.violateLocked("%s: update seq %d after %d", m.Symbol, m.Seq, prev.Seq)
 		}
 		if len(m.Fields) == 0 {
 			c.violateLocked("%s: empty update at seq %d", m.Symbol, m.Seq)
 		}
 		for k, v := range m.Fields {
-			if old, ok := prev.Fields[k]; ok && old == v {
+			if old, ok := prev.Fields[k]; ok && old == v && !resend {
 				c.violateLocked("%s: update seq %d carries unchanged %s=%s", m.Symbol, m.Seq, k, v)
 			}
 			prev.Fields[k] = v
@@ -459,6 +496,8 @@ func (c *Conn) SendRaw(ctx context.Context, b []byte) error {
 	for i := range ms {
 		c.applyLocked(&ms[i])
 	}
+	// The reply is not part of the stream's numbering.
+	c.processed -= uint64(len(ms))
 	return nil
 }
 
@@ -492,6 +531,14 @@ func (c *Conn) Resume() (token, lastEventID string) {
 	return c.resume, c.lastEvent
 }
 
+// ResumeAt returns the resume token with the count of messages processed,
+// "TOKEN.N", which tells a resume exactly what this client has.
+func (c *Conn) ResumeAt() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("%s.%d", c.resume, c.processed)
+}
+
 // View returns a copy of the client's view of every symbol.
 func (c *Conn) View() map[string]Symbol {
 	c.mu.Lock()
@@ -520,6 +567,14 @@ func (c *Conn) Counts() (data, heartbeats int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.data, c.heartbeats
+}
+
+// Data returns the snapshot and update messages read so far (the first
+// 10,000), in order, if the Conn was dialled with Options.Log.
+func (c *Conn) Data() []Msg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Msg(nil), c.log...)
 }
 
 // Bytes returns the payload bytes read so far.

@@ -98,3 +98,12 @@ func Converged(view, server map[string]Symbol, want map[string][]string) error {
 	}
 	return nil
 }
+
+// All is the want of Converged for symbols subscribed with every field.
+func All(symbols ...string) map[string][]string {
+	m := make(map[string][]string, len(symbols))
+	for _, s := range symbols {
+		m[s] = nil
+	}
+	return m
+}
