@@ -56,7 +56,8 @@ type options struct {
 	urls, transport, out        string
 	conns, symbols, maxHz, proc int
 	duration, settle, timeout   time.Duration
-	rate, zipf, targetKiB       float64
+	rate, zipf, targetKiB, slow float64
+	slowBPS                     int
 	seed                        uint64
 	check, quiet                bool
 	tickerd, cpuProfile         string
@@ -87,6 +88,8 @@ func newFlags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.Float64Var(&o.rate, "rate", 500, "`n`ew sessions per second (0 = all at once)")
 	fs.Float64Var(&o.zipf, "zipf", 0, "Zipf `exponent` of symbol popularity (0 = uniform)")
 	fs.Uint64Var(&o.seed, "seed", 1, "`seed` of the symbol choice")
+	fs.Float64Var(&o.slow, "slow", 0, "`fraction` of sessions that read slowly (e.g. 0.1), spread over the transports; their latency is reported apart")
+	fs.IntVar(&o.slowBPS, "slow-bps", 0, fmt.Sprintf("`bytes` per second each slow session reads (0 = %d)", bench.DefaultSlowBPS))
 	fs.IntVar(&o.proc, "procs", 0, fmt.Sprintf("worker `processes` (0 = one per %d sessions)", bench.FilesPerProc))
 	fs.BoolVar(&o.check, "check", false, "check convergence against GET /v1/snapshot at the end (default: on when -conns <= 5000)")
 	fs.DurationVar(&o.settle, "settle", 0, "wait before the convergence check (0 = one throttle interval + 1s); stop the feed first for an exact check")
@@ -195,6 +198,8 @@ func (o *options) config() (bench.Config, error) {
 		Rate:           o.rate,
 		Zipf:           o.zipf,
 		Seed:           o.seed,
+		Slow:           o.slow,
+		SlowBPS:        o.slowBPS,
 		Check:          o.check,
 		Settle:         o.settle,
 		ConnectTimeout: o.timeout,

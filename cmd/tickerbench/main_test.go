@@ -40,7 +40,7 @@ func TestUsageAndErrors(t *testing.T) {
 
 func TestConfigFromFlags(t *testing.T) {
 	fs, o := newFlags(&bytes.Buffer{})
-	if err := fs.Parse([]string{"-url", "http://a:1, http://b:2", "-transport", "ws,sse", "-conns", "6000"}); err != nil {
+	if err := fs.Parse([]string{"-url", "http://a:1, http://b:2", "-transport", "ws,sse", "-conns", "6000", "-slow", "0.1", "-slow-bps", "2048"}); err != nil {
 		t.Fatal(err)
 	}
 	o.set = map[string]bool{"url": true, "transport": true, "conns": true}
@@ -53,5 +53,8 @@ func TestConfigFromFlags(t *testing.T) {
 	}
 	if cfg.Check {
 		t.Error("-check defaults to on above 5000 sessions")
+	}
+	if cfg.Slow != 0.1 || cfg.SlowBPS != 2048 {
+		t.Errorf("slow %v at %d B/s", cfg.Slow, cfg.SlowBPS)
 	}
 }
