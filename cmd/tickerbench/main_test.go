@@ -15,6 +15,11 @@ func TestUsageAndErrors(t *testing.T) {
 	}{
 		{"help", []string{"-h"}, 0, "tickerbench scenario NAME"},
 		{"help lists scenarios", []string{"-h"}, 0, "footprint"},
+		{"help lists hold", []string{"-h"}, 0, "hold "},
+		{"help lists fanout-wide", []string{"-h"}, 0, "fanout-wide "},
+		{"help lists mixed", []string{"-h"}, 0, "mixed "},
+		{"help lists churn", []string{"-h"}, 0, "churn "},
+		{"help shows -slow", []string{"-h"}, 0, "-slow fraction"},
 		{"no url", []string{"-conns", "5"}, 2, "-url is required"},
 		{"scenario flag in a load run", []string{"-url", "http://127.0.0.1:1", "-tickerd", "x"}, 2, "only for scenarios"},
 		{"load flag in a scenario", []string{"scenario", "fanout", "-url", "http://127.0.0.1:1"}, 2, "not used by scenarios"},
