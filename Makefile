@@ -13,11 +13,12 @@ run: build
 	@echo "tickerd: live quotes at http://$(ADDR)/  (Ctrl-C to stop)"
 	./bin/tickerd -addr $(ADDR)
 
-# The whole suite: vet and staticcheck, gofmt, then every test with the race
-# detector on and nothing cached.
+# The whole suite: vet and staticcheck, gofmt, every test with the race
+# detector on and nothing cached, then the quick load scenarios.
 test: lint
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) loadtest-quick
 
 vet:
 	$(GO) vet ./...
@@ -32,15 +33,34 @@ lint: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./conflate ./stream ./feed ./simulator
 
-# Load scenarios on loopback (bench/): each starts its own tickerd.
+# Load scenarios on loopback (bench/): each starts its own tickerd. hold is
+# swept over connection counts (artifacts/hold-N.json) for the plot of
+# latency percentiles against connections.
+HOLD_SWEEP ?= 2000 5000 10000 18000
+TICKERBENCH = ./bin/tickerbench scenario
 loadtest: build
-	./bin/tickerbench scenario footprint -tickerd ./bin/tickerd -out artifacts/footprint.json
-	./bin/tickerbench scenario fanout -tickerd ./bin/tickerd -out artifacts/fanout.json
+	@mkdir -p artifacts
+	$(TICKERBENCH) footprint -tickerd ./bin/tickerd -out artifacts/footprint.json
+	for n in $(HOLD_SWEEP); do \
+		$(TICKERBENCH) hold -tickerd ./bin/tickerd -conns $$n -out artifacts/hold-$$n.json || exit 1; \
+	done
+	$(TICKERBENCH) fanout -tickerd ./bin/tickerd -out artifacts/fanout.json
+	$(TICKERBENCH) fanout-wide -tickerd ./bin/tickerd -out artifacts/fanout-wide.json
+	$(TICKERBENCH) mixed -tickerd ./bin/tickerd -out artifacts/mixed.json
+	$(TICKERBENCH) churn -tickerd ./bin/tickerd -out artifacts/churn.json
 
-# Small versions (well under 2 minutes): zero errors and convergence only.
+# Small versions of every scenario (well under 2 minutes): each exits
+# non-zero on a failed session, a server error, a protocol violation, a
+# failed convergence check or, for churn, a server that does not come back
+# to baseline; none asserts a time.
+QUICK = $(TICKERBENCH) -tickerd ./bin/tickerd -quiet
 loadtest-quick: build
-	./bin/tickerbench scenario footprint -tickerd ./bin/tickerd -conns 300 -target-kib 0 -duration 3s
-	./bin/tickerbench scenario fanout -tickerd ./bin/tickerd -conns 100 -duration 5s
+	$(QUICK) footprint -conns 300 -target-kib 0 -duration 3s
+	$(QUICK) hold -conns 300 -procs 2 -duration 3s
+	$(QUICK) fanout -conns 200 -duration 3s
+	$(QUICK) fanout-wide -conns 100 -duration 3s
+	$(QUICK) mixed -conns 200 -duration 3s
+	$(QUICK) churn -conns 300 -rate 50 -duration 20s
 
 # docs/latency.png: latency percentiles against connection count, drawn from
 # the JSON reports of make loadtest (make plot PLOT_REPORTS='artifacts/*.json').

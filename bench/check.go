@@ -28,7 +28,8 @@ const snapChunk = 100
 // when it is seen at exactly that seq, every field must be equal. Holding
 // views to the snapshot's seq rather than requiring equality at one instant
 // keeps the check meaningful while a feed is still running; once the feed
-// is quiet it is plain equality.
+// is quiet it is plain equality. A slow reader's window is longer by the
+// time its queued bytes take to drain (Config.slowDrain).
 func (r *runner) check(ctx context.Context) *Check {
 	c := &Check{}
 	settle := r.cfg.Settle
@@ -57,35 +58,49 @@ func (r *runner) check(ctx context.Context) *Check {
 		snaps[site] = m
 	}
 	type pair struct {
-		s    *session
-		i    int
-		want *snapState
+		s        *session
+		i        int
+		want     *snapState
+		deadline time.Time
 	}
+	window := fetched.Add(r.cfg.throttle() + time.Second)
+	slowWindow := window.Add(r.cfg.slowDrain())
 	var pending []pair
 	for _, s := range r.sessions {
 		m, ok := snaps[s.url]
 		if !ok || !s.connected.Load() || s.failed.Load() {
 			continue
 		}
+		deadline := window
+		if s.slow {
+			deadline = slowWindow
+		}
 		for i, sym := range s.symbols {
 			c.Pairs++
-			if p := (pair{s, i, m[sym]}); !c.judge(p.s, p.i, p.want) {
+			if p := (pair{s, i, m[sym], deadline}); !c.judge(p.s, p.i, p.want) {
 				pending = append(pending, p)
 			}
 		}
 	}
-	deadline := fetched.Add(r.cfg.throttle() + time.Second)
-	for len(pending) > 0 && sleepUntil(ctx, time.Now().Add(50*time.Millisecond)) && time.Now().Before(deadline) {
-		pending = slices.DeleteFunc(pending, func(p pair) bool { return c.judge(p.s, p.i, p.want) })
-	}
-	for _, p := range pending {
-		c.judge(p.s, p.i, p.want) // one last look
-	}
-	for _, p := range pending {
-		seq, _ := p.s.view(p.i)
-		if seq < p.want.seq {
+	// Each pair gets until its deadline, then one last look.
+	for len(pending) > 0 && sleepUntil(ctx, time.Now().Add(50*time.Millisecond)) {
+		now := time.Now()
+		pending = slices.DeleteFunc(pending, func(p pair) bool {
+			if c.judge(p.s, p.i, p.want) {
+				return true
+			}
+			if now.Before(p.deadline) {
+				return false
+			}
+			seq, _ := p.s.view(p.i)
 			c.Lagging++
 			c.example("session %d %s: seq %d, server had %d", p.s.index, p.s.symbols[p.i], seq, p.want.seq)
+			return true
+		})
+	}
+	for _, p := range pending { // cut short by ctx
+		if !c.judge(p.s, p.i, p.want) {
+			c.Lagging++
 		}
 	}
 	return c

@@ -5,10 +5,11 @@
 // snapshot age and connect time; counts of messages, bytes, failures, server
 // error and close codes), the per-session view used to check convergence
 // against GET /v1/snapshot and seq monotonicity, and the mergeable JSON
-// Report. It also runs the named scenarios (footprint, fanout) that start a
-// tickerd process on loopback and sample its memory and CPU, and plots the
-// latency percentiles of saved reports against connection count (a PNG,
-// drawn with gonum.org/v1/plot).
+// Report, and slow readers that throttle their own reads. It also runs the
+// named scenarios (footprint, hold, fanout, fanout-wide, mixed, churn) that
+// start a tickerd process on loopback and sample its memory and CPU, and
+// plots the latency percentiles of saved reports against connection count
+// (a PNG, drawn with gonum.org/v1/plot).
 //
 // bench never serves market data and imports no server stage (only feed,
 // for the field names): it talks to tickerd over the public wire protocol

@@ -14,7 +14,7 @@ import (
 // TestEndToEnd builds tickerd and tickerbench, starts tickerd on a free
 // loopback port with a small simulated feed, and runs tickerbench against
 // it: 50 sessions each of WebSocket, SSE and NDJSON (in one process, then
-// spread over three worker processes), then the two scenarios scaled down.
+// spread over three worker processes), then three scenarios scaled down.
 // It asserts outcomes, never absolute times.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
@@ -98,10 +98,26 @@ func TestEndToEnd(t *testing.T) {
 			}
 		})
 	})
-	t.Run("scenario fanout", func(t *testing.T) {
+	t.Run("scenario hold over two processes", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "hold.json")
+		cmd := exec.CommandContext(ctx, tickerbench, "scenario", "hold", "-tickerd", tickerd,
+			"-conns", "60", "-procs", "2", "-duration", "1s", "-slow", "0.1", "-out", out, "-quiet")
+		scenario(t, cmd, out, func(r *ScenarioReport) {
+			c := r.Client
+			if r.Conns != 60 || c.Procs != 2 || c.Connected != 60 || c.SlowConns != 6 || c.Check == nil || c.Check.Pairs != 1200 {
+				t.Errorf("conns %d, procs %d, connected %d, slow %d, check %+v", r.Conns, c.Procs, c.Connected, c.SlowConns, c.Check)
+			}
+			// The workers' steady windows were aligned with the server's
+			// samples: the CPU window is the steady one.
+			if r.Server.RSSBaseline <= 0 || r.Server.WindowSeconds < 0.9 || c.Latency.Count() == 0 {
+				t.Errorf("server %+v, %d latencies", r.Server, c.Latency.Count())
+			}
+		})
+	})
+	t.Run("scenario fanout-wide", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "fanout.json")
 		cmd := exec.CommandContext(ctx, tickerbench, "-conns", "100", "-symbols", "10", "-duration", "2s",
-			"scenario", "fanout", "-tickerd", tickerd, "-out", out, "-quiet") // flags before and after
+			"scenario", "fanout-wide", "-tickerd", tickerd, "-out", out, "-quiet") // flags before and after
 		scenario(t, cmd, out, func(r *ScenarioReport) {
 			if r.Client.DataPerSec <= 0 || r.Client.Latency.Count() == 0 || r.Server.CPUSeconds <= 0 {
 				t.Errorf("delivered %.0f msg/s, %d latencies, server cpu %.2fs",

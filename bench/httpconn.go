@@ -26,7 +26,8 @@ type httpConn struct {
 }
 
 // openHTTP connects to u's host. The connection closes when ctx is done.
-func openHTTP(ctx context.Context, u *url.URL, timeout time.Duration) (*httpConn, func(), error) {
+// With slowBPS > 0 it is a slow reader's (slowDialer).
+func openHTTP(ctx context.Context, u *url.URL, timeout time.Duration, slowBPS int) (*httpConn, func(), error) {
 	host := u.Host
 	if u.Port() == "" {
 		port := "80"
@@ -35,8 +36,11 @@ func openHTTP(ctx context.Context, u *url.URL, timeout time.Duration) (*httpConn
 		}
 		host = net.JoinHostPort(u.Hostname(), port)
 	}
-	d := net.Dialer{Timeout: timeout}
-	c, err := d.DialContext(ctx, "tcp", host)
+	dial := (&net.Dialer{Timeout: timeout}).DialContext
+	if slowBPS > 0 {
+		dial = slowDialer(timeout, slowBPS)
+	}
+	c, err := dial(ctx, "tcp", host)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -110,7 +114,7 @@ func (s *session) openStream(ctx context.Context, path, accept string) (*http.Re
 	}
 	start := time.Now()
 	timeout := s.run.cfg.connectTimeout()
-	hc, closer, err := openHTTP(ctx, u, timeout)
+	hc, closer, err := openHTTP(ctx, u, timeout, s.readBPS())
 	if err != nil {
 		return nil, nil, &connectError{err: err}
 	}

@@ -75,7 +75,7 @@ func (p *poller) get(ctx context.Context, s *session, u *url.URL, deadline time.
 		reused := p.hc != nil && p.reuse
 		if !reused {
 			p.close()
-			hc, closer, err := openHTTP(ctx, u, timeout)
+			hc, closer, err := openHTTP(ctx, u, timeout, s.readBPS())
 			if err != nil {
 				return 0, err
 			}

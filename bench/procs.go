@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,23 +22,61 @@ const FilesPerProc = 15000
 // DefaultProcs returns the number of processes for conns sessions.
 func DefaultProcs(conns int) int { return max(1, (conns+FilesPerProc-1)/FilesPerProc) }
 
-// event is one line a worker writes: a progress sample or its final report.
+// event is one line a worker writes: a progress sample, a barrier it has
+// reached, or its final report.
 type event struct {
 	Progress *Progress `json:"progress,omitempty"`
+	Steady   string    `json:"steady,omitempty"` // barrier reached: "start" or "end" of the steady window
 	Report   *Report   `json:"report,omitempty"`
 }
 
+// The barriers of a Spread run, in order: every worker's steady window
+// starts after the parent's Config.SteadyStart returned, and the parent's
+// Config.SteadyEnd runs after every worker's window has ended.
+var barriers = [...]string{"start", "end"}
+
 // Worker runs cfg as one worker process of a Spread run and writes its
-// events to w as NDJSON: a progress line about once a second, then the
-// report. cfg.Progress is replaced.
-func Worker(ctx context.Context, cfg Config, w io.Writer) error {
+// events to w as NDJSON: a progress line about once a second, a line at
+// each barrier, then the report. At a barrier it waits for a line on in
+// (the parent's go-ahead; EOF also releases it); a nil in waits for
+// nothing. cfg.Progress, cfg.SteadyStart and cfg.SteadyEnd are replaced.
+func Worker(ctx context.Context, cfg Config, in io.Reader, w io.Writer) error {
 	var mu sync.Mutex
 	enc := json.NewEncoder(w)
-	cfg.Progress = func(p Progress) {
+	send := func(ev event) error {
 		mu.Lock()
 		defer mu.Unlock()
-		_ = enc.Encode(event{Progress: &p}) // the parent reads the report; progress is best effort
+		return enc.Encode(ev)
 	}
+	cfg.Progress = func(p Progress) {
+		_ = send(event{Progress: &p}) // the parent reads the report; progress is best effort
+	}
+	goAhead := make(chan struct{})
+	if in != nil {
+		// This goroutine ends at the EOF of in, which the parent closes
+		// after the last barrier; it is not waited for, as a blocked read
+		// cannot be interrupted and the process exits after Worker.
+		go func() {
+			defer close(goAhead)
+			sc := bufio.NewScanner(in)
+			for sc.Scan() {
+				goAhead <- struct{}{}
+			}
+		}()
+	} else {
+		close(goAhead)
+	}
+	barrier := func(name string) {
+		if send(event{Steady: name}) != nil {
+			return
+		}
+		select {
+		case <-goAhead:
+		case <-ctx.Done():
+		}
+	}
+	cfg.SteadyStart = func() { barrier(barriers[0]) }
+	cfg.SteadyEnd = func() { barrier(barriers[1]) }
 	rep, err := Run(ctx, cfg)
 	if err != nil {
 		return err
@@ -76,10 +115,13 @@ func ReadUniverse(path string) ([]string, error) {
 
 // Spread runs cfg over n worker processes and merges their reports.
 // command(i, universeFile) must return a command that runs Worker with cfg
-// for worker i of n, its universe read from universeFile, writing to its
-// standard output (which Spread reads). Spread fetches the universe once,
-// combines the workers' progress into cfg.Progress, and on ctx's end
-// interrupts the workers, which stop early and still report.
+// for worker i of n, its universe read from universeFile, reading its
+// standard input and writing to its standard output (both of which Spread
+// connects). Spread fetches the universe once, combines the workers'
+// progress into cfg.Progress, aligns the workers' steady windows (calling
+// cfg.SteadyStart once every worker has connected its sessions, and
+// cfg.SteadyEnd once every window has ended), and on ctx's end interrupts
+// the workers, which stop early and still report.
 func Spread(ctx context.Context, cfg Config, n int, command func(worker int, universeFile string) *exec.Cmd) (*Report, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -99,24 +141,38 @@ func Spread(ctx context.Context, cfg Config, n int, command func(worker int, uni
 		latest  = make([]*Progress, n)
 		reports = make([]*Report, n)
 		errs    = make([]error, n)
+		reached = make([]int, n)         // barriers each worker has reached
+		exited  = make([]bool, n)        // its output has ended
+		changed = make(chan struct{}, 1) // reached or exited moved
 		wg      sync.WaitGroup
 	)
+	notify := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
 	t0 := time.Now()
 	cmds := make([]*exec.Cmd, n)
+	stdins := make([]io.WriteCloser, n)
 	for i := range n {
 		cmd := command(i, file)
 		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return nil, fmt.Errorf("bench: worker %d: %w", i, err)
+		var in io.WriteCloser
+		if err == nil {
+			in, err = cmd.StdinPipe()
 		}
-		if err := cmd.Start(); err != nil {
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err != nil {
 			for _, c := range cmds[:i] {
 				_ = c.Process.Kill()
 				_ = c.Wait()
 			}
 			return nil, fmt.Errorf("bench: start worker %d: %w", i, err)
 		}
-		cmds[i] = cmd
+		cmds[i], stdins[i] = cmd, in
 		wg.Go(func() {
 			sc := bufio.NewScanner(out)
 			sc.Buffer(make([]byte, 64<<10), 64<<20)
@@ -132,8 +188,16 @@ func Spread(ctx context.Context, cfg Config, n int, command func(worker int, uni
 				if ev.Report != nil {
 					reports[i] = ev.Report
 				}
+				if ev.Steady != "" {
+					reached[i]++
+					notify()
+				}
 				mu.Unlock()
 			}
+			mu.Lock()
+			exited[i] = true
+			notify()
+			mu.Unlock()
 			_, _ = io.Copy(io.Discard, out)
 			if err := cmd.Wait(); err != nil {
 				errs[i] = fmt.Errorf("bench: worker %d: %w", i, err)
@@ -143,6 +207,45 @@ func Spread(ctx context.Context, cfg Config, n int, command func(worker int, uni
 
 	done := make(chan struct{})
 	var aux sync.WaitGroup
+	aux.Go(func() {
+		// The barriers: release every worker once each has reached the
+		// barrier or gone, after the parent's hook.
+		defer func() {
+			for _, in := range stdins {
+				_ = in.Close()
+			}
+		}()
+		hooks := [len(barriers)]func(){cfg.SteadyStart, cfg.SteadyEnd}
+		for b, hook := range hooks {
+			for {
+				mu.Lock()
+				all := true
+				for i := range n {
+					all = all && (reached[i] > b || exited[i])
+				}
+				mu.Unlock()
+				if all {
+					break
+				}
+				select {
+				case <-changed:
+				case <-ctx.Done():
+					return // closing the inputs releases every barrier
+				case <-done:
+					return
+				}
+			}
+			mu.Lock()
+			some := slices.ContainsFunc(reached, func(r int) bool { return r > b })
+			mu.Unlock()
+			if hook != nil && some && ctx.Err() == nil {
+				hook()
+			}
+			for _, in := range stdins {
+				_, _ = io.WriteString(in, "go\n") // a worker that has gone does not need it
+			}
+		}
+	})
 	aux.Go(func() {
 		select {
 		case <-ctx.Done():

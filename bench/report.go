@@ -22,7 +22,9 @@ type Report struct {
 	MaxHz     int      `json:"maxHz,omitempty"` // asked per session; 0 = server default
 	Zipf      float64  `json:"zipf"`            // 0 = uniform
 	Seed      uint64   `json:"seed"`
-	Procs     int      `json:"procs"` // processes whose reports are merged here
+	Procs     int      `json:"procs"`             // processes whose reports are merged here
+	SlowConns int      `json:"slowConns"`         // sessions that read slowly (Config.Slow)
+	SlowBPS   int      `json:"slowBPS,omitempty"` // bytes/s each slow session reads; 0 when none
 
 	Start         time.Time `json:"start"`
 	RampSeconds   float64   `json:"rampSeconds"`   // first connect attempt to the last session settled
@@ -44,15 +46,57 @@ type Report struct {
 	SteadyData int64   `json:"steadyData"` // updates and snapshots received in the steady window
 	DataPerSec float64 `json:"dataPerSec"` // SteadyData / SteadySeconds, summed over processes
 
-	Latency     *Hist `json:"latency"`     // updates: receive time - ts
+	Latency     *Hist `json:"latency"`     // updates: receive time - ts, sessions that are not slow readers
+	LatencySlow *Hist `json:"latencySlow"` // the same for slow-reading sessions
 	SnapshotAge *Hist `json:"snapshotAge"` // snapshots: receive time - ts
 	Connect     *Hist `json:"connect"`     // dial to subscribed stream (upgrade, headers or first poll reply)
+
+	// ByTransport splits the sessions and update latencies by transport
+	// when a run mixes transports; nil otherwise.
+	ByTransport map[string]*TransportStats `json:"byTransport,omitempty"`
 
 	Check *Check `json:"check,omitempty"` // convergence check; nil when not run
 	CPU   CPU    `json:"cpu"`             // this client's own CPU use
 	// MaxRSS is the client's peak resident memory in bytes (getrusage),
 	// summed over processes.
 	MaxRSS int64 `json:"maxRSS"`
+}
+
+// TransportStats is the share of one transport in a run that mixes them.
+type TransportStats struct {
+	Conns       int   `json:"conns"`       // sessions on this transport (slow ones included)
+	SlowConns   int   `json:"slowConns"`   // of which slow readers
+	Latency     *Hist `json:"latency"`     // as Report.Latency
+	LatencySlow *Hist `json:"latencySlow"` // as Report.LatencySlow
+}
+
+func newTransportStats() *TransportStats {
+	return &TransportStats{Latency: newHist(maxLatencyUS), LatencySlow: newHist(maxLatencyUS)}
+}
+
+// latency returns the histogram of fast or slow sessions.
+func (t *TransportStats) latency(slow bool) *Hist {
+	if slow {
+		return t.LatencySlow
+	}
+	return t.Latency
+}
+
+func (t *TransportStats) merge(o *TransportStats) {
+	t.Conns += o.Conns
+	t.SlowConns += o.SlowConns
+	t.Latency = mergeHist(t.Latency, o.Latency)
+	t.LatencySlow = mergeHist(t.LatencySlow, o.LatencySlow)
+}
+
+// mergeHist merges o into h, allocating h if a report read from older
+// JSON lacked it.
+func mergeHist(h, o *Hist) *Hist {
+	if h == nil {
+		h = newHist(maxLatencyUS)
+	}
+	h.Merge(o)
+	return h
 }
 
 // CPU is a process's CPU time (getrusage) over a wall-clock window.
@@ -105,6 +149,7 @@ func newReport() *Report {
 		CloseCodes:   map[string]int64{},
 		Protocol:     map[string]int64{},
 		Latency:      newHist(maxLatencyUS),
+		LatencySlow:  newHist(maxLatencyUS),
 		SnapshotAge:  newHist(maxLatencyUS),
 		Connect:      newHist(maxConnectUS),
 	}
@@ -146,6 +191,8 @@ func (r *Report) Merge(o *Report) {
 	}
 	r.Conns += o.Conns
 	r.Procs += o.Procs
+	r.SlowConns += o.SlowConns
+	r.SlowBPS = max(r.SlowBPS, o.SlowBPS)
 	r.RampSeconds = max(r.RampSeconds, o.RampSeconds)
 	r.SteadySeconds = max(r.SteadySeconds, o.SteadySeconds)
 	r.Connected += o.Connected
@@ -165,8 +212,18 @@ func (r *Report) Merge(o *Report) {
 	r.SteadyData += o.SteadyData
 	r.DataPerSec += o.DataPerSec
 	r.Latency.Merge(o.Latency)
+	r.LatencySlow = mergeHist(r.LatencySlow, o.LatencySlow)
 	r.SnapshotAge.Merge(o.SnapshotAge)
 	r.Connect.Merge(o.Connect)
+	for name, t := range o.ByTransport {
+		if r.ByTransport == nil {
+			r.ByTransport = map[string]*TransportStats{}
+		}
+		if r.ByTransport[name] == nil {
+			r.ByTransport[name] = newTransportStats()
+		}
+		r.ByTransport[name].merge(t)
+	}
 	if o.Check != nil {
 		if r.Check == nil {
 			r.Check = &Check{}
@@ -188,6 +245,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		strings.Join(r.URLs, ","), r.Transport, r.Conns, r.Symbols, hz(r.MaxHz), r.Zipf, r.Seed, r.Procs)
 	row("sessions", "%d connected, %d failed, %d reconnects  ramp %.1fs  steady %.1fs",
 		r.Connected, r.Failed, r.Reconnects, r.RampSeconds, r.SteadySeconds)
+	if r.SlowConns > 0 {
+		row("slow readers", "%d sessions reading %s/s each", r.SlowConns, byteSize(int64(r.SlowBPS)))
+	}
 	if len(r.Failures) > 0 {
 		row("failures", "%s", counts(r.Failures))
 	}
@@ -196,7 +256,19 @@ func (r *Report) WriteText(w io.Writer) error {
 	row("frames", "%d  (%.1f messages/frame)  %s read", r.Frames, ratio(sum(r.Messages), r.Frames), byteSize(r.Bytes))
 	row("conflation", "%d seqs skipped between updates (%.1f%% of the news was folded into later updates)",
 		r.Skipped, 100*ratio(r.Skipped, r.Skipped+r.Messages["update"]))
-	row("latency", "%s  (update ts to client)", histLine(r.Latency))
+	if r.SlowConns > 0 {
+		row("latency", "%s  (update ts to client, sessions reading at full speed)", histLine(r.Latency))
+		row("latency slow", "%s  (slow readers)", histLine(r.LatencySlow))
+	} else {
+		row("latency", "%s  (update ts to client)", histLine(r.Latency))
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.ByTransport)) {
+		t := r.ByTransport[name]
+		row("  "+name, "%d sessions: %s", t.Conns-t.SlowConns, histLine(t.Latency))
+		if t.SlowConns > 0 {
+			row("  "+name+" slow", "%d sessions: %s", t.SlowConns, histLine(t.LatencySlow))
+		}
+	}
 	row("snapshot age", "%s", histLine(r.SnapshotAge))
 	row("connect", "%s", histLine(r.Connect))
 	if len(r.ServerErrors) > 0 {

@@ -122,3 +122,58 @@ func TestHistJSON(t *testing.T) {
 		t.Fatal("garbage hdr accepted")
 	}
 }
+
+// TestReportMergeSlow merges the slow readers' figures and the split by
+// transport, and a report without them (older JSON) merges too.
+func TestReportMergeSlow(t *testing.T) {
+	withSlow := func(lo, hi int64) *Report {
+		r := sampleReport(lo, hi, 0)
+		r.SlowConns, r.SlowBPS = 2, 10<<10
+		r.ByTransport = map[string]*TransportStats{"ws": newTransportStats(), "sse": newTransportStats()}
+		r.ByTransport["ws"].Conns, r.ByTransport["ws"].SlowConns = 5, 1
+		r.ByTransport["sse"].Conns, r.ByTransport["sse"].SlowConns = 5, 1
+		for v := lo; v < hi; v++ {
+			r.LatencySlow.Record(1000 * v)
+			r.ByTransport["ws"].Latency.Record(v)
+			r.ByTransport["sse"].LatencySlow.Record(1000 * v)
+		}
+		return r
+	}
+	merged := roundTrip(t, withSlow(1, 101))
+	merged.Merge(roundTrip(t, withSlow(101, 301)))
+	var old Report // as decoded from a report without latencySlow or byTransport
+	if err := json.Unmarshal([]byte(`{"latency":null}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	old.Latency, old.Connect, old.SnapshotAge = newHist(maxLatencyUS), newHist(maxConnectUS), newHist(maxLatencyUS)
+	merged.Merge(&old)
+
+	checks := []struct {
+		name      string
+		got, want int64
+	}{
+		{"slow conns", int64(merged.SlowConns), 4},
+		{"slow bps", int64(merged.SlowBPS), 10 << 10},
+		{"slow latencies", merged.LatencySlow.Count(), 300},
+		{"slow p50", merged.LatencySlow.Quantile(0.5), withSlow(1, 301).LatencySlow.Quantile(0.5)},
+		{"fast latencies", merged.Latency.Count(), 300},
+		{"ws conns", int64(merged.ByTransport["ws"].Conns), 10},
+		{"ws slow conns", int64(merged.ByTransport["ws"].SlowConns), 2},
+		{"ws latencies", merged.ByTransport["ws"].Latency.Count(), 300},
+		{"sse slow latencies", merged.ByTransport["sse"].LatencySlow.Count(), 300},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	var text bytes.Buffer
+	if err := merged.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"4 sessions reading 10.0 KiB/s", "latency slow", "  sse slow", "  ws "} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+}

@@ -29,9 +29,19 @@ type Config struct {
 	Zipf       float64       // Zipf exponent of symbol popularity; 0 = uniform
 	Seed       uint64        // seeds the symbol choice
 
+	// Slow is the fraction of sessions, in [0, 1], that read slowly: each
+	// of them reads at most SlowBPS bytes per second (0 = DefaultSlowBPS,
+	// 10 KiB/s) through a small socket receive buffer, so that the server
+	// must conflate for it. They are spread evenly over the transports and
+	// their latency is reported apart (Report.LatencySlow). 0 = none.
+	Slow    float64
+	SlowBPS int
+
 	// Check runs the convergence check after the steady window, with the
 	// sessions still open: it waits Settle (0 = one throttle interval plus
-	// 1 s), then compares each session's view with GET /v1/snapshot.
+	// 1 s), then compares each session's view with GET /v1/snapshot. A
+	// slow session gets the time its queued bytes take to drain at
+	// SlowBPS on top of the contract's window.
 	Check  bool
 	Settle time.Duration
 
@@ -100,6 +110,9 @@ func (c *Config) validate() error {
 	if c.Rate < 0 || c.Zipf < 0 || c.MaxHz < 0 || c.Duration < 0 {
 		return fmt.Errorf("%w: rate, zipf, max-hz and duration must not be negative", errBadSettings)
 	}
+	if c.Slow < 0 || c.Slow > 1 || c.SlowBPS < 0 {
+		return fmt.Errorf("%w: slow must be a fraction in [0, 1] and slow-bps not negative", errBadSettings)
+	}
 	if c.Workers < 0 || c.Worker < 0 || (c.Workers > 0 && c.Worker >= c.Workers) {
 		return fmt.Errorf("%w: worker %d of %d", errBadSettings, c.Worker, c.Workers)
 	}
@@ -130,11 +143,13 @@ func (p Progress) String() string {
 
 // runner is one Run in progress.
 type runner struct {
-	cfg      Config
-	stats    *stats
-	dialer   *websocket.Dialer
-	sessions []*session
-	logged   atomic.Int32
+	cfg        Config
+	transports []string // distinct, in the order of cfg.Transports
+	stats      *stats
+	dialer     *websocket.Dialer
+	slowDialer *websocket.Dialer // for slow readers; nil when there are none
+	sessions   []*session
+	logged     atomic.Int32
 }
 
 // maxLogged bounds the lines a run sends to Config.Logf.
@@ -167,25 +182,50 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, stats: newStats(), dialer: newDialer(cfg.connectTimeout())}
+	r := newRunner(cfg)
 	picker := NewPicker(universe, cfg.Zipf, cfg.Seed)
 	for i := cfg.Worker; i < cfg.Conns; i += cfg.Workers {
-		s := &session{
-			run:       r,
-			index:     i,
-			url:       cfg.URLs[i%len(cfg.URLs)],
-			transport: cfg.Transports[i%len(cfg.Transports)],
-			symbols:   picker.Pick(i, cfg.Symbols),
-			shard:     r.stats.shard(i),
-		}
-		s.msgFunc = s.msg
-		s.seqs = make([]int64, len(s.symbols))
-		if cfg.Check {
-			s.vals = make([][feed.NumFields]string, len(s.symbols))
-		}
-		r.sessions = append(r.sessions, s)
+		r.sessions = append(r.sessions, r.newSession(i, picker.Pick(i, cfg.Symbols)))
 	}
 	return r.run(ctx)
+}
+
+// newRunner returns the runner of cfg, which has been validated, without
+// sessions.
+func newRunner(cfg Config) *runner {
+	var transports []string
+	for _, t := range cfg.Transports {
+		if !slices.Contains(transports, t) {
+			transports = append(transports, t)
+		}
+	}
+	r := &runner{cfg: cfg, transports: transports, stats: newStats(len(transports)), dialer: newDialer(cfg.connectTimeout(), 0)}
+	if cfg.Slow > 0 {
+		r.slowDialer = newDialer(cfg.connectTimeout(), cfg.slowBPS())
+	}
+	return r
+}
+
+// newSession returns session i of the run, subscribing to symbols.
+func (r *runner) newSession(i int, symbols []string) *session {
+	cfg := &r.cfg
+	transport := cfg.Transports[i%len(cfg.Transports)]
+	s := &session{
+		run:       r,
+		index:     i,
+		url:       cfg.URLs[i%len(cfg.URLs)],
+		transport: transport,
+		slow:      isSlow(i, len(cfg.Transports), cfg.Slow),
+		symbols:   symbols,
+		shard:     r.stats.shard(i),
+	}
+	s.tally.class = class(slices.Index(r.transports, transport), s.slow)
+	s.msgFunc = s.msg
+	s.seqs = make([]int64, len(s.symbols))
+	if cfg.Check {
+		s.vals = make([][feed.NumFields]string, len(s.symbols))
+	}
+	return s
 }
 
 func (r *runner) run(ctx context.Context) (*Report, error) {
@@ -195,6 +235,26 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	rep.URLs = slices.Clone(cfg.URLs)
 	rep.Conns, rep.Symbols, rep.MaxHz = len(r.sessions), cfg.Symbols, cfg.MaxHz
 	rep.Zipf, rep.Seed, rep.Procs = cfg.Zipf, cfg.Seed, 1
+	if len(r.transports) > 1 {
+		rep.ByTransport = map[string]*TransportStats{}
+		for _, t := range r.transports {
+			rep.ByTransport[t] = newTransportStats()
+		}
+	}
+	for _, s := range r.sessions {
+		if s.slow {
+			rep.SlowConns++
+		}
+		if t := rep.ByTransport[s.transport]; t != nil {
+			t.Conns++
+			if s.slow {
+				t.SlowConns++
+			}
+		}
+	}
+	if rep.SlowConns > 0 {
+		rep.SlowBPS = cfg.slowBPS()
+	}
 
 	cpu0 := ownCPU()
 	t0 := time.Now()
@@ -262,7 +322,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	<-allSettled
 	close(progressDone)
 	progressWG.Wait()
-	r.stats.fill(rep)
+	r.stats.fill(rep, r.transports)
 	return rep, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -24,6 +25,15 @@ type ScenarioConfig struct {
 	MaxHz     int           // maxHz asked per session; 0 = default
 	Seed      uint64        // symbol choice; 0 = 1
 	TargetKiB float64       // footprint only: fail above this RSS per session; 0 = report only
+	Slow      float64       // fraction of slow readers (Config.Slow); 0 = the scenario's default
+	SlowBPS   int           // their read rate (Config.SlowBPS); 0 = DefaultSlowBPS
+
+	// Procs is the number of client processes for scenarios that spread
+	// their sessions (hold); 0 = DefaultProcs(conns). WorkerCommand
+	// returns the command of worker i of n for cfg (see Spread); nil runs
+	// every session in this process whatever Procs says.
+	Procs         int
+	WorkerCommand func(cfg Config, worker, workers int, universeFile string) *exec.Cmd
 
 	Progress func(Progress)                   // as in Config
 	Logf     func(format string, args ...any) // as in Config; also the scenario's steps
@@ -33,9 +43,11 @@ type ScenarioConfig struct {
 // /proc and the client's Report.
 type ScenarioReport struct {
 	Name       string      `json:"name"`
+	Conns      int         `json:"conns"` // sessions asked for (the client's, for plots across runs)
 	ServerArgs []string    `json:"serverArgs"`
 	Server     ServerStats `json:"server"`
 	Client     *Report     `json:"client"`
+	Churn      *ChurnStats `json:"churn,omitempty"`    // churn only
 	Problems   []string    `json:"problems,omitempty"` // empty for a clean run
 }
 
@@ -60,10 +72,15 @@ type Scenario struct {
 	Run  func(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error)
 }
 
-// Scenarios lists the scenarios tickerbench can run.
+// Scenarios lists the scenarios tickerbench can run. Each starts its own
+// tickerd; -conns, -symbols, -duration, -rate and -max-hz scale it down.
 var Scenarios = []Scenario{
 	{Name: "footprint", Run: Footprint, Doc: "5,000 idle WebSocket sessions x 20 symbols on tickerd -feed none; server RSS per session (target <= 12 KiB)"},
-	{Name: "fanout", Run: Fanout, Doc: "tickerd -sim-symbols 2000 -sim-rate 20000 -max-hz 1000; 1,000 WebSocket sessions x 50 symbols; delivered msg/s, latency, server CPU and RSS"},
+	{Name: "hold", Run: Hold, Doc: "18,000 WebSocket sessions x 20 symbols at maxHz 4 on tickerd -sim-symbols 5000 -sim-rate 10000, over 2+ client processes; connect times, RSS per session, server CPU, latency p50/p99/p999"},
+	{Name: "fanout", Run: Fanout, Doc: "10,000 WebSocket sessions all on the same 100 symbols at maxHz 1000 (tickerd -sim-symbols 100 -sim-rate 10000 -max-hz 1000); delivered msg/s, p99, server and client CPU"},
+	{Name: "fanout-wide", Run: FanoutWide, Doc: "1,000 WebSocket sessions x 50 of 2,000 symbols at maxHz 1000 (tickerd -sim-symbols 2000 -sim-rate 20000 -max-hz 1000); delivered msg/s, latency, server CPU and RSS"},
+	{Name: "mixed", Run: Mixed, Doc: "2,000 sessions x 20 symbols at maxHz 10 round-robin over ws, sse, ndjson and poll, 10% slow readers (-slow, -slow-bps); fast vs slow latency per transport"},
+	{Name: "churn", Run: Churn, Doc: "-rate 500 connect/snapshot/disconnect per second for -duration 60s beside -conns 5,000 steady WebSocket sessions; steady sessions see no errors, server goroutines and RSS return to baseline"},
 }
 
 // ErrUnknownScenario is returned by FindScenario.
@@ -176,132 +193,80 @@ func abs(v int64) int64 {
 	return v
 }
 
-// footprintUniverse is how many symbols footprint creates by ingest.
-const footprintUniverse = 200
-
-// Footprint measures the server's memory per idle WebSocket session:
-// tickerd runs with -feed none, gets one update for each of 200 symbols
-// by POST /v1/ingest, and its settled RSS is the baseline; then the
-// sessions connect (20 symbols each), receive their snapshots and idle,
-// and the settled RSS with every session open gives the RSS per session.
-// The views are checked against /v1/snapshot at the end.
-func Footprint(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) {
-	conns := or(sc.Conns, 5000)
-	cfg := Config{
-		Transports: []string{"ws"},
-		Conns:      conns,
-		Symbols:    or(sc.Symbols, 20),
-		MaxHz:      sc.MaxHz,
-		Duration:   or(sc.Duration, 5*time.Second),
-		Rate:       or(sc.Rate, 2000),
-		Seed:       or(sc.Seed, 1),
-		Check:      true,
-		Progress:   sc.Progress,
-		Logf:       sc.Logf,
+// runClient runs cfg's sessions: spread over worker processes when there
+// is a WorkerCommand and more than one process is wanted, here otherwise.
+func (sc *ScenarioConfig) runClient(ctx context.Context, cfg Config) (*Report, error) {
+	procs := sc.Procs
+	if procs <= 0 {
+		procs = DefaultProcs(cfg.Conns)
 	}
-	srv, stop, err := sc.startServer(ctx, "-feed", "none")
-	if err != nil {
-		return nil, err
+	if procs <= 1 || sc.WorkerCommand == nil {
+		return Run(ctx, cfg)
 	}
-	rep := &ScenarioReport{Name: "footprint", ServerArgs: srv.Args}
-	rep.Server.TargetKiB = sc.TargetKiB
-	runErr := func() error {
-		universe := make([]string, footprintUniverse)
-		var body strings.Builder
-		for i := range universe {
-			universe[i] = fmt.Sprintf("FP%04d", i)
-			fmt.Fprintf(&body, `{"symbol":%q,"fields":{"bid":"%d.25","ask":"%d.5","last":"%d.3","bidSize":100,"askSize":200,"status":"trading"}}`+"\n",
-				universe[i], 10+i, 10+i, 10+i)
-		}
-		if err := postIngest(ctx, srv.URL, body.String()); err != nil {
-			return err
-		}
-		base, gc, err := settleRSS(ctx, srv, 10*time.Second)
-		if err != nil {
-			return err
-		}
-		rep.Server.ForcedGC = gc
-		rep.Server.RSSBaseline = base.RSS
-		sc.logf("baseline RSS %s", byteSize(base.RSS))
-		cfg.URLs, cfg.Universe = []string{srv.URL}, universe
-		var loaded, end ProcSample
-		var sampleErr error
-		cfg.SteadyStart = func() {
-			var gc bool
-			loaded, gc, sampleErr = settleRSS(ctx, srv, 15*time.Second)
-			rep.Server.ForcedGC = rep.Server.ForcedGC && gc
-		}
-		cfg.SteadyEnd = func() {
-			if sampleErr == nil {
-				end, sampleErr = srv.Sample()
-			}
-		}
-		client, err := Run(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		rep.Client = client
-		if sampleErr != nil {
-			return sampleErr
-		}
-		rep.Server.fill(loaded, end)
-		rep.Server.RSSLoaded = loaded.RSS
-		if client.Connected > 0 {
-			rep.Server.RSSPerSessionKiB = float64(loaded.RSS-base.RSS) / float64(client.Connected) / 1024
-		}
-		if sc.TargetKiB > 0 && rep.Server.RSSPerSessionKiB > sc.TargetKiB {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("RSS per session %.1f KiB is over the %.1f KiB target",
-				rep.Server.RSSPerSessionKiB, sc.TargetKiB))
-		}
-		return nil
-	}()
-	return rep.finish(srv, stop, runErr)
+	sc.logf("spreading %d sessions over %d client processes", cfg.Conns, procs)
+	return Spread(ctx, cfg, procs, func(i int, universe string) *exec.Cmd {
+		return sc.WorkerCommand(cfg, i, procs, universe)
+	})
 }
 
-// Fanout measures delivery under a busy feed: tickerd's simulator makes
-// 20,000 updates/s over 2,000 symbols with -max-hz 1000, and WebSocket
-// sessions subscribe to 50 symbols each at maxHz 1000.
-func Fanout(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) {
-	maxHz := or(sc.MaxHz, 1000)
-	cfg := Config{
-		Transports: []string{"ws"},
-		Conns:      or(sc.Conns, 1000),
-		Symbols:    or(sc.Symbols, 50),
-		MaxHz:      maxHz,
-		Duration:   or(sc.Duration, 20*time.Second),
-		Rate:       or(sc.Rate, 1000),
-		Seed:       or(sc.Seed, 1),
-		Progress:   sc.Progress,
-		Logf:       sc.Logf,
+// measure runs the client of cfg against srv and fills rep.Client and
+// rep.Server: the server's CPU over the steady window, and its RSS at the
+// window's start: settled after a forced GC when settle is set (and then
+// per session if rep.Server.RSSBaseline is set), else at the window's end.
+func (sc *ScenarioConfig) measure(ctx context.Context, srv *Server, rep *ScenarioReport, cfg Config, settle bool) error {
+	cfg.URLs = []string{srv.URL}
+	rep.Conns = cfg.Conns
+	var start, end ProcSample
+	var sampleErr error
+	cfg.SteadyStart = func() {
+		if !settle {
+			start, sampleErr = srv.Sample()
+			return
+		}
+		var gc bool
+		start, gc, sampleErr = settleRSS(ctx, srv, 15*time.Second)
+		rep.Server.ForcedGC = gc && (rep.Server.RSSBaseline == 0 || rep.Server.ForcedGC)
 	}
-	srv, stop, err := sc.startServer(ctx, "-sim-symbols", "2000", "-sim-rate", "20000", "-max-hz", "1000", "-sim-seed", "1")
+	cfg.SteadyEnd = func() {
+		if sampleErr == nil {
+			end, sampleErr = srv.Sample()
+		}
+	}
+	client, err := sc.runClient(ctx, cfg)
+	if client == nil {
+		return err
+	}
+	rep.Client = client
 	if err != nil {
-		return nil, err
+		return err
 	}
-	rep := &ScenarioReport{Name: "fanout", ServerArgs: srv.Args}
-	runErr := func() error {
-		cfg.URLs = []string{srv.URL}
-		var start, end ProcSample
-		var sampleErr error
-		cfg.SteadyStart = func() { start, sampleErr = srv.Sample() }
-		cfg.SteadyEnd = func() {
-			if sampleErr == nil {
-				end, sampleErr = srv.Sample()
-			}
-		}
-		client, err := Run(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		rep.Client = client
-		if sampleErr != nil {
-			return sampleErr
-		}
-		rep.Server.fill(start, end)
-		rep.Server.RSSLoaded = end.RSS
-		return nil
-	}()
-	return rep.finish(srv, stop, runErr)
+	if sampleErr != nil {
+		return sampleErr
+	}
+	if start.At.IsZero() {
+		return nil // interrupted before the steady window
+	}
+	rep.Server.fill(start, end)
+	rep.Server.RSSLoaded = end.RSS
+	if settle {
+		rep.Server.RSSLoaded = start.RSS
+	}
+	if settle && rep.Server.RSSBaseline > 0 && client.Connected > 0 {
+		rep.Server.RSSPerSessionKiB = float64(rep.Server.RSSLoaded-rep.Server.RSSBaseline) / float64(client.Connected) / 1024
+	}
+	return nil
+}
+
+// baseline settles the server's RSS before any session and records it.
+func (sc *ScenarioConfig) baseline(ctx context.Context, srv *Server, rep *ScenarioReport) error {
+	base, gc, err := settleRSS(ctx, srv, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	rep.Server.ForcedGC = gc
+	rep.Server.RSSBaseline = base.RSS
+	sc.logf("baseline RSS %s", byteSize(base.RSS))
+	return nil
 }
 
 // fill sets the CPU figures over the window between two samples.
@@ -335,7 +300,7 @@ func (r *ScenarioReport) finish(srv *Server, stop func() error, runErr error) (*
 // WriteText writes the scenario's figures, then the client's report.
 func (r *ScenarioReport) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "scenario\t%s\n", r.Name)
+	fmt.Fprintf(tw, "scenario\t%s  (%d sessions)\n", r.Name, r.Conns)
 	fmt.Fprintf(tw, "server\ttickerd %s\n", strings.Join(r.ServerArgs, " "))
 	s := r.Server
 	if s.RSSBaseline > 0 {
@@ -352,6 +317,9 @@ func (r *ScenarioReport) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "server rss\t%s at the end of the window\n", byteSize(s.RSSLoaded))
 	}
 	fmt.Fprintf(tw, "server cpu\t%.2f cores (%.1fs over %.1fs)  threads %d  fds %d\n", s.CPUCores, s.CPUSeconds, s.WindowSeconds, s.Threads, s.FDs)
+	if c := r.Churn; c != nil {
+		c.writeText(tw)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -366,6 +334,25 @@ func (r *ScenarioReport) WriteText(w io.Writer) error {
 	}
 	_, err := fmt.Fprintln(w, "scenario ok")
 	return err
+}
+
+// writeText adds the churn's rows to a scenario's table.
+func (c *ChurnStats) writeText(tw io.Writer) {
+	failed, connect := int64(0), "n=0"
+	if c.Sessions != nil {
+		failed, connect = c.Sessions.Failed, histLine(c.Sessions.Connect)
+		if len(c.Sessions.Failures) > 0 {
+			connect += "  failures " + counts(c.Sessions.Failures)
+		}
+	}
+	fmt.Fprintf(tw, "churn\t%d sessions started at %.0f/s over %.1fs: %d completed (connect, snapshots, leave), %d failed\n",
+		c.Started, c.Rate, c.Seconds, c.Completed, failed)
+	fmt.Fprintf(tw, "churn connect\t%s\n", connect)
+	fmt.Fprintf(tw, "goroutines\tbaseline %d, peak %d, after %d (%.1fs after the churn; tolerance +%d; outside the drive pool)\n",
+		c.GoroutinesBaseline, c.GoroutinesPeak, c.GoroutinesAfter, c.RecoverySeconds, c.GoroutineSlack)
+	fmt.Fprintf(tw, "drive pool\tbaseline %d, peak %d, after %d goroutines\n", c.DrivePoolBaseline, c.DrivePoolPeak, c.DrivePoolAfter)
+	fmt.Fprintf(tw, "churn rss\tbaseline %s, peak %s, after %s (settled after a forced GC; tolerance +%s)\n",
+		byteSize(c.RSSBaseline), byteSize(c.RSSPeak), byteSize(c.RSSAfter), byteSize(c.RSSSlack))
 }
 
 // or returns v, or def when v is not positive.

@@ -19,6 +19,7 @@ type session struct {
 	index     int      // global session index: fixes its symbols and its URL
 	url       string   // tickerd base URL
 	transport string   // ws, sse, ndjson or poll
+	slow      bool     // reads at Config.SlowBPS (slowConn)
 	symbols   []string // sorted
 	shard     *shard
 
@@ -129,6 +130,15 @@ func (s *session) loop(ctx context.Context, d dial, settled func()) {
 		s.run.logf("session %d (%s %s): %v", s.index, s.transport, s.url, err)
 		return
 	}
+}
+
+// readBPS is the read rate of the session's connections in bytes per
+// second; 0 = unthrottled.
+func (s *session) readBPS() int {
+	if s.slow {
+		return s.run.cfg.slowBPS()
+	}
+	return 0
 }
 
 // connectedAfter records a successful connection that took d.

@@ -9,6 +9,7 @@ import (
 // tally is what a session counts locally between two flushes into its
 // shard. It is owned by the session's goroutine.
 type tally struct {
+	class       int // the session's latency class (stats.class); kept by reset
 	kinds       [numKinds]int64
 	frames      int64
 	bytes       int64
@@ -34,7 +35,7 @@ type shard struct {
 	frames      int64
 	bytes       int64
 	skipped     int64
-	latency     *Hist
+	latency     []*Hist // by latency class; nil until the class records
 	snapshotAge *Hist
 	connect     *Hist
 	named       [numNamed]map[string]int64
@@ -54,7 +55,13 @@ const (
 
 // stats gathers the counts of every session of a run. Its methods are safe
 // for concurrent use.
+//
+// Update latencies are kept by class: a session's class is its transport's
+// index in the run's distinct transports, times two, plus one for a slow
+// reader. Fast and slow sessions then report apart (Report.Latency and
+// Report.LatencySlow), and a run mixing transports reports each one too.
 type stats struct {
+	classes    int
 	shards     []shard
 	open       atomic.Int64 // sessions connected now
 	connected  atomic.Int64 // sessions that connected at least once
@@ -62,11 +69,13 @@ type stats struct {
 	reconnects atomic.Int64
 }
 
-func newStats() *stats {
-	st := &stats{shards: make([]shard, 4*runtime.GOMAXPROCS(0))}
+// newStats returns stats for a run over the given number of distinct
+// transports.
+func newStats(transports int) *stats {
+	st := &stats{classes: 2 * max(transports, 1), shards: make([]shard, 4*runtime.GOMAXPROCS(0))}
 	for i := range st.shards {
 		sh := &st.shards[i]
-		sh.latency = newHist(maxLatencyUS)
+		sh.latency = make([]*Hist, st.classes)
 		sh.snapshotAge = newHist(maxLatencyUS)
 		sh.connect = newHist(maxConnectUS)
 		for n := range sh.named {
@@ -78,6 +87,19 @@ func newStats() *stats {
 
 func (st *stats) shard(i int) *shard { return &st.shards[i%len(st.shards)] }
 
+// class returns the latency class of a session on the transport of index
+// transport (in the run's distinct transports).
+func class(transport int, slow bool) int {
+	c := 2 * transport
+	if slow {
+		c++
+	}
+	return c
+}
+
+// slowClass reports whether class c is that of slow readers.
+func slowClass(c int) bool { return c%2 == 1 }
+
 // flush adds t into the shard and resets t.
 func (sh *shard) flush(t *tally) {
 	sh.mu.Lock()
@@ -87,8 +109,15 @@ func (sh *shard) flush(t *tally) {
 	sh.frames += t.frames
 	sh.bytes += t.bytes
 	sh.skipped += t.skipped
-	for _, v := range t.latency {
-		sh.latency.Record(v)
+	if len(t.latency) > 0 {
+		h := sh.latency[t.class]
+		if h == nil {
+			h = newHist(maxLatencyUS)
+			sh.latency[t.class] = h
+		}
+		for _, v := range t.latency {
+			h.Record(v)
+		}
 	}
 	for _, v := range t.snapshotAge {
 		sh.snapshotAge.Record(v)
@@ -122,20 +151,26 @@ func (st *stats) data() int64 {
 	return n
 }
 
-// latency returns a merged copy of the update latencies so far.
+// latency returns a merged copy of the update latencies of the sessions
+// that are not slow readers so far.
 func (st *stats) latency() *Hist {
 	h := newHist(maxLatencyUS)
 	for i := range st.shards {
 		sh := &st.shards[i]
 		sh.mu.Lock()
-		h.Merge(sh.latency)
+		for c, l := range sh.latency {
+			if !slowClass(c) {
+				h.Merge(l)
+			}
+		}
 		sh.mu.Unlock()
 	}
 	return h
 }
 
-// fill adds every count into r.
-func (st *stats) fill(r *Report) {
+// fill adds every count into r. transports are the run's distinct
+// transports; r.ByTransport, if not nil, gets each one's latencies.
+func (st *stats) fill(r *Report, transports []string) {
 	r.Connected += st.connected.Load()
 	r.Failed += st.failed.Load()
 	r.Reconnects += st.reconnects.Load()
@@ -150,7 +185,20 @@ func (st *stats) fill(r *Report) {
 		r.Frames += sh.frames
 		r.Bytes += sh.bytes
 		r.Skipped += sh.skipped
-		r.Latency.Merge(sh.latency)
+		for c, l := range sh.latency {
+			if l == nil {
+				continue
+			}
+			slow := slowClass(c)
+			if slow {
+				r.LatencySlow.Merge(l)
+			} else {
+				r.Latency.Merge(l)
+			}
+			if r.ByTransport != nil {
+				r.ByTransport[transports[c/2]].latency(slow).Merge(l)
+			}
+		}
 		r.SnapshotAge.Merge(sh.snapshotAge)
 		r.Connect.Merge(sh.connect)
 		for n, dst := range [numNamed]map[string]int64{r.Failures, r.ServerErrors, r.CloseCodes, r.Protocol} {

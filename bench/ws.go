@@ -12,12 +12,17 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// newDialer returns the WebSocket dialer shared by a run's sessions: small
+// newDialer returns a WebSocket dialer shared by a run's sessions: small
 // read buffers (2 KiB: a typical batch frame of tickerd fits in one read),
-// write buffers only while writing, no compression.
-func newDialer(timeout time.Duration) *websocket.Dialer {
+// write buffers only while writing, no compression. With slowBPS > 0 its
+// connections are those of slow readers (slowDialer).
+func newDialer(timeout time.Duration, slowBPS int) *websocket.Dialer {
+	netDial := (&net.Dialer{Timeout: timeout}).DialContext
+	if slowBPS > 0 {
+		netDial = slowDialer(timeout, slowBPS)
+	}
 	return &websocket.Dialer{
-		NetDialContext:   (&net.Dialer{Timeout: timeout}).DialContext,
+		NetDialContext:   netDial,
 		HandshakeTimeout: timeout,
 		ReadBufferSize:   2048,
 		WriteBufferSize:  256,
@@ -39,8 +44,12 @@ func dialWS(ctx context.Context, s *session) error {
 	default:
 		u.Scheme = "ws"
 	}
+	dialer := s.run.dialer
+	if s.slow {
+		dialer = s.run.slowDialer
+	}
 	start := time.Now()
-	c, resp, err := s.run.dialer.DialContext(ctx, u.String(), nil)
+	c, resp, err := dialer.DialContext(ctx, u.String(), nil)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return &connectError{status: resp.StatusCode, err: err}

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,7 +48,11 @@ module in the working directory, or -tickerd PATH), samples its RSS and CPU
 from /proc, and stops it at the end. Scenarios:
 %s
 Scenario defaults can be scaled down with -conns, -symbols, -duration, -rate
-and -max-hz (e.g. tickerbench scenario fanout -conns 200 -duration 5s).
+and -max-hz (e.g. tickerbench scenario fanout -conns 200 -duration 5s); for
+churn -conns is the steady sessions, -rate the churns per second and
+-duration the churn's length. -slow and -slow-bps add slow readers (mixed has
+10%% by default); -procs sets hold's client processes (default: one per %d
+sessions).
 
 plot draws the latency percentiles of saved -out reports against connection
 count as a PNG (see tickerbench plot -h).
@@ -60,7 +65,8 @@ type options struct {
 	urls, transport, out        string
 	conns, symbols, maxHz, proc int
 	duration, settle, timeout   time.Duration
-	rate, zipf, targetKiB       float64
+	rate, zipf, targetKiB, slow float64
+	slowBPS                     int
 	seed                        uint64
 	check, quiet                bool
 	tickerd, cpuProfile         string
@@ -74,7 +80,7 @@ var hidden = map[string]bool{"worker": true, "universe-file": true}
 // scenarioOnly and loadOnly flags are refused in the other mode.
 var (
 	scenarioOnly = []string{"tickerd", "target-kib"}
-	loadOnly     = []string{"url", "transport", "procs", "zipf", "check", "settle"}
+	loadOnly     = []string{"url", "transport", "zipf", "check", "settle"}
 )
 
 func newFlags(stderr io.Writer) (*flag.FlagSet, *options) {
@@ -91,6 +97,8 @@ func newFlags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.Float64Var(&o.rate, "rate", 500, "`n`ew sessions per second (0 = all at once)")
 	fs.Float64Var(&o.zipf, "zipf", 0, "Zipf `exponent` of symbol popularity (0 = uniform)")
 	fs.Uint64Var(&o.seed, "seed", 1, "`seed` of the symbol choice")
+	fs.Float64Var(&o.slow, "slow", 0, "`fraction` of sessions that read slowly (e.g. 0.1), spread over the transports; their latency is reported apart")
+	fs.IntVar(&o.slowBPS, "slow-bps", 0, fmt.Sprintf("`bytes` per second each slow session reads (0 = %d)", bench.DefaultSlowBPS))
 	fs.IntVar(&o.proc, "procs", 0, fmt.Sprintf("worker `processes` (0 = one per %d sessions)", bench.FilesPerProc))
 	fs.BoolVar(&o.check, "check", false, "check convergence against GET /v1/snapshot at the end (default: on when -conns <= 5000)")
 	fs.DurationVar(&o.settle, "settle", 0, "wait before the convergence check (0 = one throttle interval + 1s); stop the feed first for an exact check")
@@ -108,10 +116,10 @@ func newFlags(stderr io.Writer) (*flag.FlagSet, *options) {
 func usage(fs *flag.FlagSet) {
 	var sc strings.Builder
 	for _, s := range bench.Scenarios {
-		fmt.Fprintf(&sc, "  %-10s %s\n", s.Name, s.Doc)
+		fmt.Fprintf(&sc, "  %-12s %s\n", s.Name, s.Doc)
 	}
 	w := fs.Output()
-	fmt.Fprintf(w, usageHead, sc.String())
+	fmt.Fprintf(w, usageHead, sc.String(), bench.FilesPerProc)
 	fs.VisitAll(func(f *flag.Flag) {
 		if hidden[f.Name] {
 			return
@@ -206,6 +214,8 @@ func (o *options) config() (bench.Config, error) {
 		Rate:           o.rate,
 		Zipf:           o.zipf,
 		Seed:           o.seed,
+		Slow:           o.slow,
+		SlowBPS:        o.slowBPS,
 		Check:          o.check,
 		Settle:         o.settle,
 		ConnectTimeout: o.timeout,
@@ -295,15 +305,45 @@ func spread(ctx context.Context, cfg bench.Config, procs int, args []string) (*b
 	})
 	common = append(common, "-check="+strconv.FormatBool(cfg.Check), "-quiet")
 	return bench.Spread(ctx, cfg, procs, func(i int, universe string) *exec.Cmd {
-		wargs := append(append([]string(nil), common...),
-			"-worker", fmt.Sprintf("%d/%d", i, procs), "-universe-file", universe)
-		cmd := exec.Command(exe, wargs...)
-		cmd.Stderr = os.Stderr
-		// Own process group: ^C reaches the parent, which interrupts the
-		// workers so that they report. They die with the parent.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		return cmd
+		return workerCommand(exe, common, i, procs, universe)
 	})
+}
+
+// scenarioWorker returns the command of worker i of n for a scenario's
+// client configuration: exe, this binary, with cfg as flags.
+func scenarioWorker(exe string, cfg bench.Config, i, n int, universe string) *exec.Cmd {
+	args := []string{
+		"-url", strings.Join(cfg.URLs, ","),
+		"-transport", strings.Join(cfg.Transports, ","),
+		"-conns", strconv.Itoa(cfg.Conns),
+		"-symbols", strconv.Itoa(cfg.Symbols),
+		"-max-hz", strconv.Itoa(cfg.MaxHz),
+		"-duration", cfg.Duration.String(),
+		"-rate", strconv.FormatFloat(cfg.Rate, 'g', -1, 64),
+		"-zipf", strconv.FormatFloat(cfg.Zipf, 'g', -1, 64),
+		"-seed", strconv.FormatUint(cfg.Seed, 10),
+		"-slow", strconv.FormatFloat(cfg.Slow, 'g', -1, 64),
+		"-slow-bps", strconv.Itoa(cfg.SlowBPS),
+		"-check=" + strconv.FormatBool(cfg.Check),
+		"-settle", cfg.Settle.String(),
+		"-quiet",
+	}
+	if cfg.ConnectTimeout > 0 {
+		args = append(args, "-connect-timeout", cfg.ConnectTimeout.String())
+	}
+	return workerCommand(exe, args, i, n, universe)
+}
+
+// workerCommand returns the command of worker i of n: exe, this binary,
+// with args and the worker's hidden flags.
+func workerCommand(exe string, args []string, i, n int, universe string) *exec.Cmd {
+	wargs := append(slices.Clone(args), "-worker", fmt.Sprintf("%d/%d", i, n), "-universe-file", universe)
+	cmd := exec.Command(exe, wargs...)
+	cmd.Stderr = os.Stderr
+	// Own process group: ^C reaches the parent, which interrupts the
+	// workers so that they report. They die with the parent.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return cmd
 }
 
 func workerMain(ctx context.Context, o *options, stdout, stderr io.Writer) error {
@@ -322,7 +362,7 @@ func workerMain(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	cfg.Logf = func(format string, a ...any) {
 		fmt.Fprintf(stderr, "tickerbench worker %s: "+format+"\n", append([]any{o.worker}, a...)...)
 	}
-	return bench.Worker(ctx, cfg, stdout)
+	return bench.Worker(ctx, cfg, os.Stdin, stdout)
 }
 
 func scenarioMain(ctx context.Context, o *options, name string, stdout io.Writer, logf func(string, ...any)) int {
@@ -331,7 +371,17 @@ func scenarioMain(ctx context.Context, o *options, name string, stdout io.Writer
 		logf("%v", err)
 		return 2
 	}
-	cfg := bench.ScenarioConfig{Tickerd: o.tickerd, Seed: o.seed, TargetKiB: o.targetKiB, Logf: logf}
+	cfg := bench.ScenarioConfig{
+		Tickerd: o.tickerd, Seed: o.seed, TargetKiB: o.targetKiB, Logf: logf,
+		Slow: o.slow, SlowBPS: o.slowBPS, Procs: o.proc,
+	}
+	if exe, err := os.Executable(); err == nil {
+		cfg.WorkerCommand = func(c bench.Config, i, n int, universe string) *exec.Cmd {
+			return scenarioWorker(exe, c, i, n, universe)
+		}
+	} else {
+		logf("cannot find own binary (%v): every session runs in this process", err)
+	}
 	if o.set["conns"] {
 		cfg.Conns = o.conns
 	}

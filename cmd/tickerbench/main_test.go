@@ -20,6 +20,11 @@ func TestUsageAndErrors(t *testing.T) {
 	}{
 		{"help", []string{"-h"}, 0, "tickerbench scenario NAME"},
 		{"help lists scenarios", []string{"-h"}, 0, "footprint"},
+		{"help lists hold", []string{"-h"}, 0, "hold "},
+		{"help lists fanout-wide", []string{"-h"}, 0, "fanout-wide "},
+		{"help lists mixed", []string{"-h"}, 0, "mixed "},
+		{"help lists churn", []string{"-h"}, 0, "churn "},
+		{"help shows -slow", []string{"-h"}, 0, "-slow fraction"},
 		{"no url", []string{"-conns", "5"}, 2, "-url is required"},
 		{"scenario flag in a load run", []string{"-url", "http://127.0.0.1:1", "-tickerd", "x"}, 2, "only for scenarios"},
 		{"load flag in a scenario", []string{"scenario", "fanout", "-url", "http://127.0.0.1:1"}, 2, "not used by scenarios"},
@@ -93,7 +98,7 @@ func TestPlot(t *testing.T) {
 
 func TestConfigFromFlags(t *testing.T) {
 	fs, o := newFlags(&bytes.Buffer{})
-	if err := fs.Parse([]string{"-url", "http://a:1, http://b:2", "-transport", "ws,sse", "-conns", "6000"}); err != nil {
+	if err := fs.Parse([]string{"-url", "http://a:1, http://b:2", "-transport", "ws,sse", "-conns", "6000", "-slow", "0.1", "-slow-bps", "2048"}); err != nil {
 		t.Fatal(err)
 	}
 	o.set = map[string]bool{"url": true, "transport": true, "conns": true}
@@ -106,5 +111,8 @@ func TestConfigFromFlags(t *testing.T) {
 	}
 	if cfg.Check {
 		t.Error("-check defaults to on above 5000 sessions")
+	}
+	if cfg.Slow != 0.1 || cfg.SlowBPS != 2048 {
+		t.Errorf("slow %v at %d B/s", cfg.Slow, cfg.SlowBPS)
 	}
 }
