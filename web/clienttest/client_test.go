@@ -206,3 +206,21 @@ func TestResumesAfterMaxAge(t *testing.T) {
 		t.Errorf("session %q after max_age, want the resumed %q", v.Session, first.Session)
 	}
 }
+
+// The dashboard at / streams through client.js too: its table shows the
+// server's values and its badge the transport.
+func TestDashboard(t *testing.T) {
+	s := newServer(t, stream.Config{})
+	s.ingest(1, "AAA", "BBB")
+	p := newPage(t, s.base+"/?symbols=AAA,BBB")
+	var last [2]string
+	waitFor(t, 15*time.Second, "dashboard shows the quotes", func() string {
+		want := [2]string{s.snapshot([]string{"BBB"})["BBB"]["bid"], "live · WebSocket"}
+		p.eval(`[document.querySelector('#quotes tbody tr:nth-child(2) td').textContent,
+			document.querySelector('#conn b').textContent]`, &last)
+		if last != want {
+			return fmt.Sprintf("BBB bid and badge %q, want %q", last, want)
+		}
+		return ""
+	})
+}

@@ -87,6 +87,7 @@ func (s *server) start(cfg stream.Config) {
 	mux := http.NewServeMux()
 	s.srv.Register(mux)
 	mux.Handle("POST /v1/ingest", &feed.IngestHandler{Sink: s.cache})
+	mux.Handle("GET /", web.Handler())
 	mux.Handle("GET /v1/client.js", web.ClientHandler())
 	mux.HandleFunc("GET /test.html", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
