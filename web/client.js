@@ -198,9 +198,11 @@ export class TickerClient {
     open.call(this, conn, hooks);
   }
 
-  // query is the opening request's parameters for a GET transport: resume
+  // Methods named _x are the transports' helpers, not API.
+
+  // _query is the opening request's parameters for a GET transport: resume
   // the session if there is one, else subscribe the largest group at once.
-  query(conn) {
+  _query(conn) {
     const q = new URLSearchParams();
     if (this.resume) {
       q.set('resume', this.resume);
@@ -219,15 +221,16 @@ export class TickerClient {
     return q;
   }
 
-  url(path, q) {
+  // _url resolves an endpoint against the server root.
+  _url(path, q) {
     const u = new URL(path, this.base);
     if (q) u.search = q.toString();
     return u;
   }
 
-  // fetchInit adds the credential: a header on the same origin, else ?token=
+  // _authed adds the credential: a header on the same origin, else ?token=
   // (a header would need a CORS preflight).
-  authed(u, init = {}) {
+  _authed(u, init = {}) {
     if (!this.token) return [u, init];
     if (u.origin === location.origin) {
       return [u, { ...init, headers: { ...init.headers, Authorization: `Bearer ${this.token}` } }];
@@ -429,12 +432,12 @@ export class TickerClient {
     }
   }
 
-  // postOp sends an op of an SSE or long-poll session; the reply holds its
+  // _postOp sends an op of an SSE or long-poll session; the reply holds its
   // acks and errors. Ops go one at a time, in order.
-  postOp(conn, hooks, op) {
+  _postOp(conn, hooks, op) {
     conn.chain = (conn.chain ?? Promise.resolve()).then(async () => {
       if (this.conn !== conn) return;
-      const [u, init] = this.authed(this.url(`v1/sessions/${encodeURIComponent(this.session)}`), {
+      const [u, init] = this._authed(this._url(`v1/sessions/${encodeURIComponent(this.session)}`), {
         method: 'POST',
         body: JSON.stringify(op),
       });
@@ -454,7 +457,7 @@ export class TickerClient {
 // in: send(op) once ops can go, stop() to end it for good.
 
 function openWS(conn, hooks) {
-  const u = this.url('v1/ws');
+  const u = this._url('v1/ws');
   u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = new WebSocket(u);
   let silence = 0;
@@ -481,14 +484,14 @@ function openWS(conn, hooks) {
 }
 
 function openSSE(conn, hooks) {
-  const q = this.query(conn);
+  const q = this._query(conn);
   if (this.token) q.set('token', this.token);
-  const es = new EventSource(this.url('v1/sse', q));
+  const es = new EventSource(this._url('v1/sse', q));
   conn.stop = () => {
     es.onmessage = es.onerror = null;
     es.close();
   };
-  conn.send = (op) => this.postOp(conn, hooks, op);
+  conn.send = (op) => this._postOp(conn, hooks, op);
   es.onmessage = (e) => hooks.data(e.data);
   es.onerror = () => {
     if (es.readyState === EventSource.CONNECTING && conn.live) {
@@ -510,13 +513,13 @@ function openPoll(conn, hooks) {
     stopped = true;
     abort.abort();
   };
-  conn.send = (op) => this.postOp(conn, hooks, op);
+  conn.send = (op) => this._postOp(conn, hooks, op);
   const loop = async () => {
-    let first = this.url('v1/poll', this.query(conn));
+    let first = this._url('v1/poll', this._query(conn));
     while (!stopped) {
       let u = first;
-      if (!u) u = this.url('v1/poll', new URLSearchParams({ session: this.session, wait: String(this.opts.pollWait) }));
-      const [url, init] = this.authed(u, { cache: 'no-store' });
+      if (!u) u = this._url('v1/poll', new URLSearchParams({ session: this.session, wait: String(this.opts.pollWait) }));
+      const [url, init] = this._authed(u, { cache: 'no-store' });
       abort = new AbortController();
       const t = setTimeout(() => abort.abort(), (this.opts.pollWait + 15) * 1000);
       try {
