@@ -81,7 +81,8 @@ export class TickerClient {
     this.pending = false; // a reconcile is queued
     this.everOpen = false;
     this.latency = { last: NaN, avg: NaN }; // ms, ingest to here
-    this.state = { state: 'connecting', transport: '', reason: '' };
+    this.state = { state: 'connecting', transport: '', reason: '', retryIn: 0 };
+    this.reason = ''; // why the last connection ended, for the next states
   }
 
   // start opens the connection (connect() does it for you).
@@ -175,7 +176,7 @@ export class TickerClient {
   #open() {
     this.timer = 0;
     const name = this.transports[this.index];
-    this.#setState(this.everOpen ? 'reconnecting' : 'connecting', name, this.state.reason);
+    this.#setState(this.everOpen ? 'reconnecting' : 'connecting', name, this.reason);
     const conn = { name, ready: false, opened: Date.now(), initial: new Map(), stop() {} };
     const guard = (fn) => (...args) => (this.conn === conn ? fn(...args) : undefined);
     const hooks = {
@@ -366,7 +367,7 @@ export class TickerClient {
     conn.stop();
     if (!conn.ready && this.index + 1 < this.transports.length) {
       this.index++;
-      this.state.reason = `${conn.name}: ${why}`;
+      this.reason = `${conn.name}: ${why}`;
       this.#open();
       return;
     }
@@ -374,7 +375,8 @@ export class TickerClient {
     const ceiling = Math.min(this.opts.backoffMax, this.opts.backoffMin * 2 ** this.failures);
     const delay = now ? 0 : Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
     if (!now) this.failures++;
-    this.#setState(this.everOpen ? 'reconnecting' : 'connecting', conn.name, `${conn.name}: ${why}`, delay);
+    this.reason = `${conn.name}: ${why}`;
+    this.#setState(this.everOpen ? 'reconnecting' : 'connecting', conn.name, this.reason, delay);
     this.timer = setTimeout(() => this.#open(), delay);
   }
 
