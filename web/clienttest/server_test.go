@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,11 +60,14 @@ type server struct {
 	srv   *stream.Server
 	hs    *http.Server
 	done  chan struct{}
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool // open connections, hijacked ones included, across restarts
 }
 
 func newServer(t testing.TB, cfg stream.Config) *server {
 	t.Helper()
-	s := &server{t: t, addr: "127.0.0.1:0", hc: &http.Client{Timeout: 10 * time.Second}}
+	s := &server{t: t, addr: "127.0.0.1:0", hc: &http.Client{Timeout: 10 * time.Second}, conns: map[net.Conn]bool{}}
 	s.refuse.Store(map[string]bool{})
 	s.start(cfg)
 	t.Cleanup(func() {
@@ -100,7 +104,7 @@ func (s *server) start(cfg stream.Config) {
 		}
 		mux.ServeHTTP(w, r)
 	})
-	s.hs = &http.Server{Handler: h, ConnContext: stream.ConnContext}
+	s.hs = &http.Server{Handler: h, ConnContext: stream.ConnContext, ConnState: s.track}
 	s.done = make(chan struct{})
 	go func() {
 		defer close(s.done)
@@ -123,6 +127,29 @@ func (s *server) stop() {
 	<-s.done
 	s.hs = nil
 	s.hc.CloseIdleConnections() // they lead to the old server
+}
+
+func (s *server) track(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		s.conns[c] = true
+	case http.StateClosed:
+		delete(s.conns, c)
+	}
+}
+
+// dropConns cuts every open connection, as a network failure would: no
+// close message, and the server keeps listening.
+func (s *server) dropConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		_ = c.Close()
+		delete(s.conns, c)
+	}
+	s.hc.CloseIdleConnections() // the test's own were cut too
 }
 
 // refusePaths makes the server answer 404 on these paths (a proxy that
