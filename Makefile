@@ -4,7 +4,7 @@ ADDR     ?= 127.0.0.1:8080
 FUZZTIME ?= 30s
 PKG      ?= ./...
 
-.PHONY: build run test vet fmt lint bench fuzz loadtest loadtest-quick plot clean
+.PHONY: build run test chromium vet fmt lint bench fuzz loadtest loadtest-quick plot clean
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -13,12 +13,17 @@ run: build
 	@echo "tickerd: live quotes at http://$(ADDR)/  (Ctrl-C to stop)"
 	./bin/tickerd -addr $(ADDR)
 
-# The whole suite: vet and staticcheck, gofmt, every test with the race
-# detector on and nothing cached, then the quick load scenarios.
-test: lint
+# The whole suite: vet and staticcheck, gofmt, a Chromium for the browser
+# tests, every test with the race detector on and nothing cached, then the
+# quick load scenarios.
+test: lint chromium
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) loadtest-quick
+
+# Installs Debian's chromium for web/clienttest when no Chromium is found.
+chromium:
+	./.ci/install-chromium
 
 vet:
 	$(GO) vet ./...

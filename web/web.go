@@ -1,5 +1,6 @@
-// Package web serves the browser dashboard: static files embedded in the
-// binary, so the page works with no network beyond the tickerd it came from.
+// Package web serves the browser dashboard and the JavaScript client module
+// it is built on (/v1/client.js): static files embedded in the binary, so
+// the page works with no network beyond the tickerd it came from.
 package web
 
 import (

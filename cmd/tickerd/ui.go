@@ -6,7 +6,9 @@ import (
 	"tickerd/web"
 )
 
-// registerUI serves the browser dashboard at /.
+// registerUI serves the browser dashboard at / and the JavaScript client
+// module at /v1/client.js.
 func registerUI(mux *http.ServeMux) {
 	mux.Handle("GET /", web.Handler())
+	mux.Handle("GET /v1/client.js", web.ClientHandler())
 }

@@ -1,6 +1,7 @@
-// The live-quotes page: picks the symbols, subscribes, and keeps the
-// table and the connection badge current.
-import { QuoteStream } from './stream.js';
+// The live-quotes page: picks the symbols, subscribes through tickerd's
+// JavaScript client (the module integrators import, /v1/client.js), and
+// keeps the table and the connection badge current.
+import { TickerClient, TRANSPORTS } from './v1/client.js';
 import { FIELDS, QuoteTable } from './table.js';
 
 const MAX_ROWS = 20;
@@ -26,10 +27,18 @@ async function symbols(note) {
   }
 }
 
-function badge(state, detail) {
+const NAMES = { ws: 'WebSocket', sse: 'SSE', poll: 'long-poll' };
+
+function badge({ state, transport, reason, retryIn }) {
   const el = document.getElementById('conn');
-  el.dataset.state = state;
-  const text = { connecting: `connecting (${detail})…`, live: `live · ${detail}`, reconnecting: detail }[state];
+  el.dataset.state = state === 'open' ? 'live' : state;
+  const name = NAMES[transport] ?? transport;
+  const text = {
+    connecting: `connecting (${name})…`,
+    open: `live · ${name}`,
+    reconnecting: retryIn ? `${reason}; retry in ${(retryIn / 1000).toFixed(1)} s` : `reconnecting (${name})…`,
+    closed: `closed: ${reason}`,
+  }[state];
   el.querySelector('b').textContent = text;
 }
 
@@ -44,28 +53,31 @@ async function main() {
   const table = new QuoteTable(document.querySelector('#quotes tbody'), syms);
   let count = 0;
   const rateEl = document.getElementById('rate');
+  const params = new URLSearchParams(location.search);
+  // ?transport=sse or poll starts the fallback chain there.
+  const first = TRANSPORTS.indexOf(params.get('transport'));
+  const client = new TickerClient({ transports: TRANSPORTS.slice(Math.max(first, 0)) });
   setInterval(() => {
-    rateEl.textContent = `${count} msg/s`;
+    const ms = client.latency.avg;
+    rateEl.textContent = `${count} msg/s` + (Number.isNaN(ms) ? '' : ` · ${ms.toFixed(0)} ms`);
     count = 0;
   }, 1000);
-  const params = new URLSearchParams(location.search);
-  const stream = new QuoteStream({
-    symbols: syms,
-    fields: FIELDS,
-    maxHz: Number(params.get('maxHz')) || 0,
-    transport: params.get('transport') ?? '',
-    onMessage(m) {
-      count++;
-      if (m.type === 'close') console.info(`tickerd: stream closed: ${m.code}: ${m.message}`);
-      else if (m.type === 'error' && !m.symbol) console.warn(`tickerd: ${m.code}: ${m.message}`);
-      table.apply(m);
-    },
-    onState(state, detail) {
-      badge(state, detail);
-      table.offline(state !== 'live');
-    },
+  client.onState((s) => {
+    badge(s);
+    table.offline(s.state !== 'open');
   });
-  stream.start();
+  client.onError((e) => {
+    if (e.symbol) table.apply({ type: 'error', ...e });
+    else console.warn(`tickerd: ${e.code}: ${e.message}`);
+  });
+  // Each change carries the symbol's whole record: the table takes it as
+  // a snapshot and repaints the cells that differ.
+  client.onChange((q) => {
+    count++;
+    table.apply({ type: 'snapshot', symbol: q.symbol, seq: q.seq, fields: q.fields });
+  });
+  client.subscribe(syms, { fields: FIELDS, maxHz: Number(params.get('maxHz')) || 0 });
+  client.start();
 }
 
 main();

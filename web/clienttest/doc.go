@@ -1,0 +1,8 @@
+// Package clienttest drives the JavaScript client (web/static/client.js,
+// served at /v1/client.js) in a real headless Chromium against a real
+// tickerd data path in-process: convergence on every transport, fallback
+// from WebSocket to SSE to long-poll, reconnection after a restart.
+//
+// The tests need a Chromium (make test installs one): without it they skip,
+// unless the environment variable CI is set, where they fail.
+package clienttest
