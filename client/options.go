@@ -192,7 +192,9 @@ func WithSubscription(symbols []string, opts ...SubOption) Option {
 
 // OnChange sets a callback for every change to a local record, called on
 // the goroutine that reads the connection, in the order changes arrive.
-// It must be quick and must not call Close: while it runs nothing is read,
+// It must be quick and must not call Close, Subscribe or Unsubscribe (on
+// WebSocket their replies are read by the goroutine running the callback;
+// call them from another goroutine): while it runs nothing is read,
 // the server conflates meanwhile, and a callback that blocks for the
 // server's stall timeout (30s) gets the connection closed (then resumed).
 func OnChange(fn func(Change)) Option { return func(c *config) { c.onChange = fn } }
@@ -200,7 +202,8 @@ func OnChange(fn func(Change)) Option { return func(c *config) { c.onChange = fn
 // OnMessage sets a callback for every message read from the stream, before
 // the Client acts on it: data, acks that come on the stream, errors,
 // heartbeats, session and close messages. Replies to ops sent by POST do
-// not pass through it. It runs on the reading goroutine, like OnChange.
+// not pass through it. It runs on the reading goroutine, with OnChange's
+// restrictions. A message's Fields map must not be modified.
 func OnMessage(fn func(Message)) Option { return func(c *config) { c.onMessage = fn } }
 
 // OnState sets a callback for connection state changes; err is why the
@@ -213,7 +216,8 @@ func OnState(fn func(State, error)) Option { return func(c *config) { c.onState 
 // waiting for (*ServerError): refused symbols of WithSubscription or of a
 // re-subscription, a symbol whose entitlement was revoked. Each such
 // symbol is dropped from the subscriptions. Default: they are only logged.
-// It runs on the reading goroutine, like OnChange.
+// It runs on the Client's goroutines, one call at a time, with OnChange's
+// restrictions.
 func OnError(fn func(error)) Option { return func(c *config) { c.onError = fn } }
 
 // SubOption tunes one Subscribe call.
