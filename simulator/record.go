@@ -1,31 +1,22 @@
 package simulator
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
+	"tickerd/client"
 	"tickerd/feed"
 )
 
-// Limits of Record.
-const (
-	// MaxStreamLine is the longest NDJSON line Record reads from a stream
-	// (a batch of many snapshots can be long).
-	MaxStreamLine = 64 << 20
-	// urlSymbols is how many symbols Record puts in the stream URL; it
-	// subscribes the rest with POST /v1/sessions/ID.
-	urlSymbols = 500
-)
+// MaxStreamLine is the longest NDJSON line Record reads from a stream (a
+// batch of many snapshots can be long).
+const MaxStreamLine = 64 << 20
 
 // ErrNoSymbols is returned by Record when there is nothing to record.
 var ErrNoSymbols = errors.New("simulator: no symbols to record")
@@ -45,8 +36,9 @@ type RecordConfig struct {
 	// Log gets the server's error and close messages. Nil means
 	// slog.Default().
 	Log *slog.Logger
-	// Progress, if set, is called from Record's goroutine after each
-	// message written, with the counts so far. It must be quick.
+	// Progress, if set, is called after each message written, with the
+	// counts so far, from one goroutine at a time (not the caller's). It
+	// must be quick.
 	Progress func(RecordStats)
 }
 
@@ -57,154 +49,121 @@ type RecordStats struct {
 	Closed    string // the code of the server's close message, if it sent one
 }
 
-// Record subscribes to cfg.Symbols over GET URL/v1/stream (NDJSON) and
-// writes every snapshot and update message to w, with its fields and ts,
-// until ctx ends, the stream ends or the server sends close; then it
-// returns nil. Other messages are not recorded (errors are logged). It
-// returns an error when the stream cannot be opened or read, or w fails.
-// It does not close w.
+// Record subscribes to cfg.Symbols over GET URL/v1/stream (NDJSON, with
+// the client package) and writes every snapshot and update message to w,
+// with its fields and ts, until ctx ends, the stream ends or the server
+// sends close; then it returns nil. Other messages are not recorded
+// (errors are logged). It returns an error when the stream cannot be
+// opened or read, or w fails. It does not close w.
 func Record(ctx context.Context, cfg RecordConfig, w *CaptureWriter) (RecordStats, error) {
 	base, err := url.Parse(cfg.URL)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return RecordStats{}, fmt.Errorf("simulator: bad tickerd URL %q: want http://host:port", cfg.URL)
 	}
-	rec := &recorder{cfg: cfg, base: strings.TrimSuffix(base.String(), "/"), client: cfg.Client, log: cfg.Log, w: w}
-	if rec.client == nil {
-		rec.client = newClient(0)
-		defer rec.client.CloseIdleConnections()
-	}
+	rec := &recorder{cfg: cfg, log: cfg.Log, w: w, failed: make(chan struct{})}
 	if rec.log == nil {
 		rec.log = slog.Default()
 	}
-	return rec.run(ctx)
+	opts := []client.Option{
+		client.WithTransport(client.NDJSON),
+		client.WithoutReconnect(),
+		client.WithMaxMessageSize(MaxStreamLine),
+		client.WithLogger(rec.log),
+		client.OnMessage(rec.message),
+	}
+	if cfg.Key != "" {
+		opts = append(opts, client.WithToken(cfg.Key))
+	}
+	if cfg.Client != nil {
+		opts = append(opts, client.WithHTTPClient(cfg.Client))
+	}
+	symbols := cfg.Symbols
+	if len(symbols) == 0 {
+		if symbols, err = client.FetchSymbols(ctx, cfg.URL, opts...); err != nil {
+			if ctx.Err() != nil {
+				return rec.stats, nil
+			}
+			return rec.stats, fmt.Errorf("simulator: listing symbols: %w", err)
+		}
+	}
+	if len(symbols) == 0 {
+		return rec.stats, ErrNoSymbols
+	}
+	c, err := client.Dial(ctx, cfg.URL, append(opts, client.WithSubscription(symbols))...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return rec.stats, nil
+		}
+		return rec.stats, fmt.Errorf("simulator: opening the stream: %w", err)
+	}
+	rec.log.Info("recording", "url", cfg.URL, "symbols", len(symbols))
+	select {
+	case <-ctx.Done():
+	case <-c.Done():
+	case <-rec.failed:
+	}
+	_ = c.Close() // from here on rec is ours alone
+	if rec.err != nil {
+		return rec.stats, rec.err
+	}
+	var ce *client.CloseError
+	switch err := c.Err(); {
+	case errors.Is(err, client.ErrClosed), errors.Is(err, client.ErrStreamEnded), errors.As(err, &ce):
+		return rec.stats, nil
+	default:
+		return rec.stats, fmt.Errorf("simulator: reading the stream: %w", err)
+	}
 }
 
+// recorder writes what the client's reading goroutine hands it.
 type recorder struct {
 	cfg    RecordConfig
-	base   string
-	client *http.Client
 	log    *slog.Logger
 	w      *CaptureWriter
 	stats  RecordStats
-	rest   []string // symbols still to subscribe once the session is known
-	nextID int
+	u      feed.Update
+	err    error         // the first write error; nothing is written after it
+	failed chan struct{} // closed when err is set
 }
 
-// streamMsg is the part of a server message Record reads.
-type streamMsg struct {
-	Type    string                     `json:"type"`
-	ID      int                        `json:"id"`
-	Session string                     `json:"session"`
-	Symbol  string                     `json:"symbol"`
-	TS      int64                      `json:"ts"`
-	Fields  map[string]json.RawMessage `json:"fields"`
-	Code    string                     `json:"code"`
-	Message string                     `json:"message"`
-}
-
-func (r *recorder) run(ctx context.Context) (RecordStats, error) {
-	symbols := r.cfg.Symbols
-	if len(symbols) == 0 {
-		var err error
-		if symbols, err = r.listSymbols(ctx); err != nil {
-			if ctx.Err() != nil {
-				return r.stats, nil
-			}
-			return r.stats, err
-		}
+// message is the client's OnMessage: it records snapshots and updates and
+// notes the close code.
+func (r *recorder) message(m client.Message) {
+	if r.err != nil {
+		return
 	}
-	if len(symbols) == 0 {
-		return r.stats, ErrNoSymbols
-	}
-	first := symbols[:min(len(symbols), urlSymbols)]
-	r.rest = symbols[len(first):]
-	resp, err := r.get(ctx, "/v1/stream?symbols="+url.QueryEscape(strings.Join(first, ",")))
-	if err != nil {
-		if ctx.Err() != nil {
-			return r.stats, nil
+	switch m.Type {
+	case client.TypeSnapshot, client.TypeUpdate:
+		if err := r.write(&m); err != nil {
+			r.err = err
+			close(r.failed)
 		}
-		return r.stats, err
+	case client.TypeClose:
+		r.stats.Closed = m.Code
+		r.log.Info("server closed the stream", "code", m.Code, "message", m.Text)
 	}
-	defer resp.Body.Close()
-	r.log.Info("recording", "url", r.base, "symbols", len(symbols))
-	br := bufio.NewReaderSize(resp.Body, 64<<10)
-	var u feed.Update
-	for n := 1; ; n++ {
-		line, err := readLine(br, MaxStreamLine)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) {
-				return r.stats, nil
-			}
-			return r.stats, fmt.Errorf("simulator: reading stream line %d: %w", n, err)
-		}
-		done, err := r.handleLine(ctx, line, &u)
-		if err != nil || done {
-			return r.stats, err
-		}
-	}
-}
-
-// handleLine handles one NDJSON line: one message or an array of them. It
-// reports whether the server closed the stream.
-func (r *recorder) handleLine(ctx context.Context, line []byte, u *feed.Update) (bool, error) {
-	line = bytes.TrimSpace(line)
-	if len(line) == 0 {
-		return false, nil
-	}
-	var msgs []streamMsg
-	if line[0] == '[' {
-		if err := json.Unmarshal(line, &msgs); err != nil {
-			r.log.Warn("unreadable stream line", "err", err)
-			return false, nil
-		}
-	} else {
-		var m streamMsg
-		if err := json.Unmarshal(line, &m); err != nil {
-			r.log.Warn("unreadable stream line", "err", err)
-			return false, nil
-		}
-		msgs = []streamMsg{m}
-	}
-	for i := range msgs {
-		m := &msgs[i]
-		switch m.Type {
-		case "snapshot", "update":
-			if err := r.write(m, u); err != nil {
-				return false, err
-			}
-		case "session":
-			if err := r.subscribeRest(ctx, m.Session); err != nil {
-				return false, err
-			}
-		case "error":
-			r.log.Warn("server error message", "code", m.Code, "symbol", m.Symbol, "message", m.Message)
-		case "close":
-			r.stats.Closed = m.Code
-			r.log.Info("server closed the stream", "code", m.Code, "message", m.Message)
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // write records one snapshot or update message.
-func (r *recorder) write(m *streamMsg, u *feed.Update) error {
+func (r *recorder) write(m *client.Message) error {
 	if !feed.ValidSymbol(m.Symbol) {
 		r.log.Warn("stream message with a bad symbol skipped", "type", m.Type, "symbol", m.Symbol)
 		return nil
 	}
+	u := &r.u
 	u.Reset()
 	u.Symbol = m.Symbol
 	u.TS = m.TS
 	if u.TS <= 0 {
 		u.TS = time.Now().UnixMicro()
 	}
-	for name, raw := range m.Fields {
+	for name, text := range m.Fields {
 		f, ok := feed.ParseField(name)
 		if !ok {
 			r.log.Warn("unknown field skipped", "symbol", m.Symbol, "field", name)
 			continue
 		}
+		raw, _ := json.Marshal(text)
 		v, err := feed.ParseValue(f, raw)
 		if err != nil {
 			r.log.Warn("bad value skipped", "symbol", m.Symbol, "err", err)
@@ -218,7 +177,7 @@ func (r *recorder) write(m *streamMsg, u *feed.Update) error {
 	if err := r.w.Write(u); err != nil {
 		return err
 	}
-	if m.Type == "snapshot" {
+	if m.Type == client.TypeSnapshot {
 		r.stats.Snapshots++
 	} else {
 		r.stats.Updates++
@@ -227,108 +186,4 @@ func (r *recorder) write(m *streamMsg, u *feed.Update) error {
 		r.cfg.Progress(r.stats)
 	}
 	return nil
-}
-
-// subscribeRest subscribes the symbols that did not fit in the stream URL,
-// in chunks, on the session the server just opened.
-func (r *recorder) subscribeRest(ctx context.Context, session string) error {
-	for len(r.rest) > 0 {
-		chunk := r.rest[:min(len(r.rest), urlSymbols)]
-		r.rest = r.rest[len(chunk):]
-		r.nextID++
-		body, err := json.Marshal(map[string]any{"op": "subscribe", "id": r.nextID, "symbols": chunk})
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+"/v1/sessions/"+url.PathEscape(session), bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		r.auth(req)
-		resp, err := r.client.Do(req)
-		if err != nil {
-			return fmt.Errorf("simulator: subscribe: %w", err)
-		}
-		reply, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("simulator: subscribe: %s: %s", resp.Status, replyError(reply))
-		}
-	}
-	return nil
-}
-
-// listSymbols returns the symbols of GET /v1/symbols.
-func (r *recorder) listSymbols(ctx context.Context) ([]string, error) {
-	resp, err := r.get(ctx, "/v1/symbols")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var reply struct {
-		Symbols []string `json:"symbols"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxStreamLine)).Decode(&reply); err != nil {
-		return nil, fmt.Errorf("simulator: GET %s/v1/symbols: unreadable reply: %w", r.base, err)
-	}
-	return reply.Symbols, nil
-}
-
-// get sends a GET and returns a 200 response, or an error naming the status.
-func (r *recorder) get(ctx context.Context, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	r.auth(req)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("simulator: GET %s: %w", r.base+path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		return nil, fmt.Errorf("simulator: GET %s: %s: %s", r.base+path, resp.Status, replyError(body))
-	}
-	return resp, nil
-}
-
-func (r *recorder) auth(req *http.Request) {
-	if r.cfg.Key != "" {
-		req.Header.Set("Authorization", "Bearer "+r.cfg.Key)
-	}
-}
-
-// readLine returns the next line of br without its newline (the last one
-// may lack it), or an error for a line longer than limit. The line is valid
-// until the next call.
-func readLine(br *bufio.Reader, limit int) ([]byte, error) {
-	line, err := br.ReadSlice('\n')
-	if err == nil {
-		return line[:len(line)-1], nil
-	}
-	if !errors.Is(err, bufio.ErrBufferFull) {
-		if len(line) > 0 && errors.Is(err, io.EOF) {
-			return line, nil
-		}
-		return nil, err
-	}
-	buf := append([]byte(nil), line...)
-	for {
-		line, err = br.ReadSlice('\n')
-		buf = append(buf, line...)
-		if len(buf) > limit+1 {
-			return nil, fmt.Errorf("line longer than %d bytes", limit)
-		}
-		switch {
-		case err == nil:
-			return buf[:len(buf)-1], nil
-		case errors.Is(err, bufio.ErrBufferFull):
-		case errors.Is(err, io.EOF) && len(buf) > 0:
-			return buf, nil
-		default:
-			return nil, err
-		}
-	}
 }

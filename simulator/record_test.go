@@ -1,22 +1,23 @@
 package simulator
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"tickerd/conflate"
 	"tickerd/feed"
+	"tickerd/stream"
 )
 
 // fakeStream is a tickerd stand-in serving /v1/symbols, /v1/stream (NDJSON)
@@ -208,40 +209,62 @@ func TestRecordErrors(t *testing.T) {
 	}
 }
 
-func TestReadLine(t *testing.T) {
-	long := strings.Repeat("x", 100)
-	tests := []struct {
-		name  string
-		in    string
-		limit int
-		want  []string
-		err   bool
-	}{
-		{"lines", "a\nbb\n", 10, []string{"a", "bb"}, false},
-		{"last without newline", "a\nbb", 10, []string{"a", "bb"}, false},
-		{"longer than the buffer", long + "\n", 200, []string{long}, false},
-		{"over the limit", long + "\n", 50, nil, true},
+// TestRecordFromTickerd records from a real data path (cache, stream
+// server, ingest) until the server shuts down.
+func TestRecordFromTickerd(t *testing.T) {
+	cache := conflate.New()
+	srv := stream.NewServer(cache, stream.Config{Log: quietLog})
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	mux.Handle("POST /v1/ingest", &feed.IngestHandler{Sink: cache, Log: quietLog})
+	hs := httptest.NewUnstartedServer(mux)
+	hs.Config.ConnContext = stream.ConnContext
+	hs.Start()
+	defer hs.Close()
+	post := func(body string) {
+		t.Helper()
+		hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := hc.Post(hs.URL+"/v1/ingest", "application/x-ndjson", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			br := bufio.NewReaderSize(strings.NewReader(tt.in), 16)
-			var got []string
-			for {
-				line, err := readLine(br, tt.limit)
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					if !tt.err {
-						t.Fatal(err)
-					}
-					return
-				}
-				got = append(got, string(line))
-			}
-			if tt.err || !slices.Equal(got, tt.want) {
-				t.Errorf("lines %q, want %q (error %v)", got, tt.want, tt.err)
-			}
-		})
+	post(`{"symbol":"AAPL","fields":{"bid":"189.12","ask":"189.14"}}`)
+
+	var buf bytes.Buffer
+	w, err := NewCaptureWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written atomic.Int64
+	type result struct {
+		st  RecordStats
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := Record(context.Background(), RecordConfig{URL: hs.URL, Log: quietLog,
+			Progress: func(st RecordStats) { written.Store(st.Snapshots + st.Updates) }}, w)
+		done <- result{st, err}
+	}()
+	waitFor(t, 10*time.Second, "the snapshot", func() bool { return written.Load() == 1 })
+	post(`{"symbol":"AAPL","fields":{"bid":"189.13"}}`)
+	waitFor(t, 10*time.Second, "the update", func() bool { return written.Load() == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.st != (RecordStats{Snapshots: 1, Updates: 1, Closed: "shutdown"}) {
+		t.Fatalf("Record: %v, stats %+v", r.err, r.st)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readCapture(t, buf.Bytes())
+	if err != nil || len(got) != 2 || got[1].Values[feed.Bid].String() != "189.13" || got[1].Set.Len() != 1 {
+		t.Errorf("capture %+v (%v)", got, err)
 	}
 }
