@@ -57,15 +57,19 @@ type Client struct {
 	done    chan struct{}
 	changes chan Change
 
-	mu       sync.Mutex
-	state    State
-	err      error
-	subs     subscriptions
-	offline  map[string]bool // symbols whose subscription changed while no connection was ready
-	conn     conn            // the ready connection; nil between connections
-	session  string          // server session id ("" on WebSocket)
-	token    string          // its resume token
-	eventID  string          // SSE: the last event id of session
+	mu      sync.Mutex
+	state   State
+	err     error
+	subs    subscriptions
+	offline map[string]bool // symbols whose subscription changed while no connection was ready
+	conn    conn            // the ready connection; nil between connections
+	session string          // server session id ("" on WebSocket)
+	token   string          // its resume token
+	eventID string          // SSE: the last event id of session
+	// count is the messages of the session processed so far (heartbeats
+	// aside, the session message included): resume=TOKEN.N tells the
+	// server exactly what this client has.
+	count    uint64
 	nextID   int64
 	waiters  map[int64]chan []Message // WebSocket ops awaiting their replies
 	chainAt  int                      // where in the fallback chain to start

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -101,7 +102,7 @@ func (c *Client) finish(err error) {
 // session and subscribes again.
 func (c *Client) forgetSession() {
 	c.mu.Lock()
-	c.session, c.token, c.eventID = "", "", ""
+	c.session, c.token, c.eventID, c.count = "", "", "", 0
 	c.mu.Unlock()
 }
 
@@ -187,8 +188,10 @@ func (c *Client) target(t Transport) target {
 	switch {
 	case t != WebSocket && c.token != "":
 		tg.resume = c.token
-		if t == SSE {
+		if t == SSE && c.eventID != "" {
 			tg.lastEventID = c.eventID
+		} else {
+			tg.resume = fmt.Sprintf("%s.%d", c.token, c.count)
 		}
 	case t == WebSocket && c.cfg.authOp && c.cfg.token != "":
 		// subscriptions follow the auth op
@@ -206,11 +209,11 @@ func (c *Client) establish(ctx context.Context, cn conn, hello *Message, tg targ
 	resumed := hello != nil && tg.resume != "" && hello.Session == c.session
 	switch {
 	case hello == nil:
-		c.session, c.token, c.eventID = "", "", ""
+		c.session, c.token, c.eventID, c.count = "", "", "", 0
 	case hello.Session != c.session:
-		c.session, c.token, c.eventID = hello.Session, hello.Resume, ""
+		c.session, c.token, c.eventID, c.count = hello.Session, hello.Resume, "", 0
 	default:
-		c.token = hello.Resume
+		c.token = hello.Resume // the count goes on: handle counts the session message
 	}
 	var reqs []subRequest
 	var unsub []string
@@ -313,8 +316,17 @@ func (c *Client) serve(cn conn, rest []Message) error {
 func (c *Client) handle(msgs []Message) error {
 	var replies map[int64][]Message
 	var end error
+	counted := 0
+	defer func() {
+		c.mu.Lock()
+		c.count += uint64(counted)
+		c.mu.Unlock()
+	}()
 	for i := range msgs {
 		m := &msgs[i]
+		if m.Type != TypeHeartbeat {
+			counted++
+		}
 		if c.cfg.onMessage != nil {
 			c.cfg.onMessage(*m)
 		}

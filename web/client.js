@@ -73,6 +73,7 @@ export class TickerClient {
     this.bySymbol = new Map(); // symbol → Set of change listeners
     this.session = ''; // id of the server session (SSE, long-poll)
     this.resume = ''; // its resume token
+    this.count = 0; // messages of the session processed, heartbeats aside
     this.conn = null; // the live connection, if any
     this.index = 0; // the transport being tried
     this.failures = 0; // failed attempts since the last good connection
@@ -182,6 +183,7 @@ export class TickerClient {
     const hooks = {
       // data takes a frame's text or a parsed list of messages.
       data: guard((d) => this.#data(conn, d)),
+      reply: guard((d) => this.#data(conn, d, true)),
       sendable: guard(() => this.#reconcile()),
       lost: guard((why) => this.#lost(conn, why)),
       // stalled: the transport is reconnecting by itself; it has
@@ -206,7 +208,9 @@ export class TickerClient {
   _query(conn) {
     const q = new URLSearchParams();
     if (this.resume) {
-      q.set('resume', this.resume);
+      // TOKEN.N: N messages of the session processed, so that the server
+      // resends exactly what changed since (protocol.md, Resume).
+      q.set('resume', `${this.resume}.${this.count}`);
       return q;
     }
     const groups = this.#groups(new Map());
@@ -240,7 +244,9 @@ export class TickerClient {
     return [u, init];
   }
 
-  #data(conn, d) {
+  // #data handles a frame, event, line or poll entry; reply marks the
+  // answer to a POST op, which is not part of the stream's count.
+  #data(conn, d, reply = false) {
     let msgs = d;
     if (typeof d === 'string') {
       try {
@@ -260,6 +266,11 @@ export class TickerClient {
     conn.watch?.();
     for (const m of [msgs].flat(2)) {
       if (this.conn !== conn) return; // a close message ended it
+      if (!reply && m.type !== 'heartbeat') {
+        // A new session's count starts at its session message.
+        if (m.type === 'session' && m.session !== this.session) this.count = 0;
+        this.count++;
+      }
       this.#message(conn, m);
     }
   }
@@ -447,7 +458,7 @@ export class TickerClient {
         const r = await fetch(u, init);
         if (r.status === 401) return hooks.fatal('unauthorized', 'credential refused');
         if (!r.ok) return hooks.lost(`op refused: HTTP ${r.status}`);
-        hooks.data(await r.json());
+        hooks.reply(await r.json());
       } catch (err) {
         hooks.lost(`op failed: ${err.message}`);
       }
