@@ -15,8 +15,9 @@ import (
 // widens the least gap between its data writes so that each write is
 // drained before the next, and the queue back under the target. News held
 // back meanwhile is conflated, so the client gets fewer, fresher messages;
-// nothing is queued beyond the socket's buffer. When the queue empties
-// again the gap halves on every write until it is gone.
+// nothing is queued beyond the socket's buffer. Once a write finds the
+// queue empty the gap is gone; while it stays under the target the gap
+// halves on every write.
 //
 // Where the send queue cannot be read (not a TCP socket, not Linux) a
 // write that took longer than drainSlowWrite, i.e. that found the socket
@@ -79,22 +80,29 @@ func (d *drain) wrote(now time.Time, n int, took time.Duration) time.Duration {
 			} else if d.queued > 0 && d.stalled.IsZero() {
 				d.stalled = d.at
 			}
-			r := max(drained, 0) / dt
-			if d.rate == 0 {
-				d.rate = r
-			} else {
-				d.rate += (r - d.rate) / 4
+			// Only an interval that began with a backlog measures how
+			// fast the client can take data, not how fast it was sent.
+			if d.queued > 0 {
+				r := max(drained, 0) / dt
+				if d.rate == 0 {
+					d.rate = r
+				} else {
+					d.rate += (r - d.rate) / 4
+				}
 			}
 		}
 	}
 	d.queued, d.at = queued, now
-	if queued > 0 {
+	switch {
+	case queued == 0:
+		d.gap = 0 // it took everything: it keeps up again
+		return 0
+	case queued <= drainTarget:
 		d.behind = now
-	}
-	if queued <= drainTarget {
 		d.gap = d.narrowed()
 		return d.gap
 	}
+	d.behind = now
 	// Time for the client to take this write's bytes and the excess over
 	// half the target, at the rate it was seen to drain.
 	need := drainMaxGap

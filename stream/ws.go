@@ -55,7 +55,7 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	d.s = srv.newSession(TransportWS)
 	d.s.kick = d.kick
 	d.s.drain.q = sockstat.For(conn)
-	d.timer = time.AfterFunc(time.Hour, d.kick)
+	d.timer = time.AfterFunc(time.Hour, d.timerFired)
 	if err := srv.begin(r, d.s, r.URL.Query().Get("resume"), false); err != nil {
 		d.timer.Stop()
 		_ = d.writeCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, CloseShutdown), time.Now().Add(closeGrace))
@@ -121,6 +121,16 @@ func (d *wsDriver) kick() {
 		d.kicked = d.srv.pace.stamp()
 		d.srv.drivers.run(d)
 	}
+}
+
+// timerFired kicks the drive when its timer fires. It marks the session
+// pending first: a timer that fires while a drive is finishing (after its
+// step, before it lets go) must make that drive go round again, or the
+// wake-up is lost; a session holding news for its pacing gap (held) has no
+// other.
+func (d *wsDriver) timerFired() {
+	d.s.pending.Store(true)
+	d.kick()
 }
 
 func (d *wsDriver) drive() {
