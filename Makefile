@@ -52,6 +52,8 @@ loadtest: build
 	$(TICKERBENCH) fanout -tickerd ./bin/tickerd -out artifacts/fanout.json
 	$(TICKERBENCH) fanout-wide -tickerd ./bin/tickerd -out artifacts/fanout-wide.json
 	$(TICKERBENCH) mixed -tickerd ./bin/tickerd -out artifacts/mixed.json
+	$(TICKERBENCH) throttle -tickerd ./bin/tickerd -out artifacts/throttle.json
+	$(TICKERBENCH) throttle -tickerd ./bin/tickerd -slow 0.1 -out artifacts/throttle-slow.json
 	$(TICKERBENCH) churn -tickerd ./bin/tickerd -out artifacts/churn.json
 
 # Small versions of every scenario (well under 2 minutes): each exits
@@ -65,6 +67,7 @@ loadtest-quick: build
 	$(QUICK) fanout -conns 200 -duration 3s
 	$(QUICK) fanout-wide -conns 100 -duration 3s
 	$(QUICK) mixed -conns 200 -duration 3s
+	$(QUICK) throttle -conns 200 -slow 0.1 -duration 3s
 	$(QUICK) churn -conns 300 -rate 50 -duration 20s
 
 # docs/latency.png: latency percentiles against connection count, drawn from

@@ -80,6 +80,7 @@ var Scenarios = []Scenario{
 	{Name: "fanout", Run: Fanout, Doc: "10,000 WebSocket sessions all on the same 100 symbols at maxHz 1000 (tickerd -sim-symbols 100 -sim-rate 10000 -max-hz 1000); delivered msg/s, p99, server and client CPU"},
 	{Name: "fanout-wide", Run: FanoutWide, Doc: "1,000 WebSocket sessions x 50 of 2,000 symbols at maxHz 1000 (tickerd -sim-symbols 2000 -sim-rate 20000 -max-hz 1000); delivered msg/s, latency, server CPU and RSS"},
 	{Name: "mixed", Run: Mixed, Doc: "2,000 sessions x 20 symbols at maxHz 10 round-robin over ws, sse, ndjson and poll, 10% slow readers (-slow, -slow-bps); fast vs slow latency per transport"},
+	{Name: "throttle", Run: Throttle, Doc: "5,000 WebSocket sessions x 50 symbols at maxHz 4 on tickerd -sim-symbols 1000 -sim-rate 50000; delivered msg/s, conflation, latency, server CPU; -slow 0.1 makes a tenth of them slow readers"},
 	{Name: "churn", Run: Churn, Doc: "-rate 500 connect/snapshot/disconnect per second for -duration 60s beside -conns 5,000 steady WebSocket sessions; steady sessions see no errors, server goroutines and RSS return to baseline"},
 }
 

@@ -281,6 +281,7 @@ func (srv *Server) admit(s *Session, resumeToken string) error {
 		delete(srv.retained, resumeToken)
 		if time.Now().Before(r.expires) && srv.sessions[r.id] == nil {
 			s.id, s.resume, specs = r.id, resumeToken, r.specs
+			s.disclosed = true // the client holds the token
 			// Numbering goes on from the old connection's count.
 			s.events, s.confirmed = r.events, r.confirmed
 			if s.resumeFrom > s.confirmed && s.resumeFrom <= r.events {
@@ -310,7 +311,9 @@ func (srv *Server) finish(s *Session, code string) {
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
 	delete(srv.live, s.resume)
-	if code != CloseShutdown && code != CloseRevoked && code != CloseUnauthorized && len(srv.retained) < maxRetained {
+	// A session whose token the client never got (WebSocket) cannot be
+	// resumed: it is not kept.
+	if s.disclosed && code != CloseShutdown && code != CloseRevoked && code != CloseUnauthorized && len(srv.retained) < maxRetained {
 		srv.retained[s.resume] = retained{id: s.id, specs: specs, expires: time.Now().Add(srv.cfg.Retention),
 			events: s.events, confirmed: confirmed}
 	}
@@ -386,6 +389,7 @@ func (srv *Server) opErrorReply(err error) []byte {
 // named by the query. It fails only while shutting down.
 func (srv *Server) begin(r *http.Request, s *Session, resume string, hello bool) error {
 	s.remote = r.RemoteAddr
+	s.disclosed = hello // the session message carries the token
 	if token, n, ok := strings.Cut(resume, "."); ok {
 		// TOKEN.N: the client has processed N messages of the session.
 		resume = token

@@ -71,10 +71,11 @@ type Session struct {
 	// has (SSE Last-Event-ID); 0 if it did not say.
 	resumeFrom uint64
 
-	remote string       // the client's address
-	stats  sessionStats // for the admin view and metrics, written by the writer
-	events uint64       // messages written, numbers SSE event ids
-	closed bool         // released: ops no longer apply (guarded by mu)
+	remote    string       // the client's address
+	disclosed bool         // the client holds the resume token (set before admit, or by it)
+	stats     sessionStats // for the admin view and metrics, written by the writer
+	events    uint64       // messages written, numbers SSE event ids
+	closed    bool         // released: ops no longer apply (guarded by mu)
 
 	// kick, when set, starts the writer on demand (WebSocket); HTTP
 	// transports have a writer parked on wake instead.
