@@ -101,13 +101,17 @@ func TestFlagsFromEnvironmentAndGracefulShutdown(t *testing.T) {
 	})
 	waitReady(t, base)
 
-	snap, err := streamtest.Snapshot(context.Background(), base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(snap) != 30 {
-		t.Fatalf("%d symbols, want 30 (TICKERD_SIM_SYMBOLS)", len(snap))
-	}
+	// The simulator paces even its first record of each symbol (300/s).
+	streamtest.WaitFor(t, 10*time.Second, "30 simulated symbols (TICKERD_SIM_SYMBOLS)", func() error {
+		snap, err := streamtest.Snapshot(context.Background(), base)
+		if err != nil {
+			return err
+		}
+		if len(snap) != 30 {
+			return fmt.Errorf("%d symbols", len(snap))
+		}
+		return nil
+	})
 	var conns []*streamtest.Conn
 	for _, tr := range streamtest.Transports {
 		c, err := streamtest.Dial(context.Background(), base, tr, url.Values{"symbols": {"AAPL,MSFT"}, "maxHz": {"50"}})
