@@ -557,3 +557,56 @@ func TestResumeNeverMissesInFlight(t *testing.T) {
 		})
 	}
 }
+
+// Browser pages on other origins may use every HTTP transport: answers
+// carry Access-Control-Allow-Origin and preflights are answered, for the
+// allowed origins only; a session op from a refused origin is refused.
+func TestCrossOrigin(t *testing.T) {
+	ts := newTestServer(t, stream.Config{AllowedOrigins: []string{"https://app.example"}})
+	ts.put(t, "AAA", "bid", "1")
+	c := dial(t, ts, streamtest.NDJSON, url.Values{"symbols": {"AAA"}})
+	do := func(method, path, origin string, h map[string]string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, ts.base+path, strings.NewReader(`{"op":"ping","id":1}`))
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := do("GET", "/v1/snapshot?symbols=AAA", "https://app.example", nil)
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("snapshot from an allowed origin: %d, ACAO %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	pre := do("OPTIONS", "/v1/sessions/"+c.Session(), "https://app.example",
+		map[string]string{"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type, authorization"})
+	if pre.StatusCode != http.StatusNoContent || !strings.Contains(pre.Header.Get("Access-Control-Allow-Headers"), "Authorization") ||
+		!strings.Contains(pre.Header.Get("Access-Control-Allow-Methods"), "POST") {
+		t.Errorf("preflight: %d %v", pre.StatusCode, pre.Header)
+	}
+	if r := do("POST", "/v1/sessions/"+c.Session(), "https://app.example", nil); r.StatusCode != 200 || r.Header.Get("Access-Control-Allow-Origin") == "" {
+		t.Errorf("session op from an allowed origin: %d %v", r.StatusCode, r.Header)
+	}
+	for _, path := range []string{"/v1/sessions/" + c.Session(), "/v1/snapshot"} {
+		method := "POST"
+		if path == "/v1/snapshot" {
+			method = "GET"
+		}
+		if r := do(method, path, "https://evil.example", nil); r.StatusCode != http.StatusForbidden {
+			t.Errorf("%s %s from a refused origin: %d, want 403", method, path, r.StatusCode)
+		}
+	}
+	if r := do("OPTIONS", "/v1/sse", "https://evil.example", map[string]string{"Access-Control-Request-Method": "GET"}); r.StatusCode != http.StatusForbidden {
+		t.Errorf("preflight from a refused origin: %d, want 403", r.StatusCode)
+	}
+	if r := do("GET", "/v1/snapshot", "", nil); r.StatusCode != 200 || r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("a request without Origin: %d, ACAO %q", r.StatusCode, r.Header.Get("Access-Control-Allow-Origin"))
+	}
+}

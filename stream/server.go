@@ -159,13 +159,56 @@ func NewServer(src Source, cfg Config) *Server {
 // Register adds the streaming and REST routes to mux.
 func (srv *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/ws", srv.serveWS)
-	mux.HandleFunc("GET /v1/sse", srv.serveSSE)
-	mux.HandleFunc("GET /v1/stream", srv.serveNDJSON)
-	mux.HandleFunc("GET /v1/poll", srv.servePoll)
-	mux.HandleFunc("POST /v1/sessions/{id}", srv.serveSessionOp)
-	mux.HandleFunc("GET /v1/snapshot", srv.serveSnapshot)
-	mux.HandleFunc("GET /v1/symbols", srv.serveSymbols)
+	mux.Handle("GET /v1/sse", srv.cors(srv.serveSSE))
+	mux.Handle("GET /v1/stream", srv.cors(srv.serveNDJSON))
+	mux.Handle("GET /v1/poll", srv.cors(srv.servePoll))
+	mux.Handle("POST /v1/sessions/{id}", srv.cors(srv.serveSessionOp))
+	mux.Handle("GET /v1/snapshot", srv.cors(srv.serveSnapshot))
+	mux.Handle("GET /v1/symbols", srv.cors(srv.serveSymbols))
+	mux.HandleFunc("OPTIONS /v1/{path...}", srv.servePreflight)
 	mux.HandleFunc("GET /v1/admin/sessions", srv.serveAdminSessions)
+}
+
+// cors lets browser pages of allowed origins (-allowed-origins; any when
+// empty) read h's answers, and refuses other origins with 403: EventSource
+// and fetch from another origin need Access-Control-Allow-Origin, and a
+// session op from a page the streams would refuse must be refused too.
+// Requests without Origin (programs) pass untouched.
+func (srv *Server) cors(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" {
+			if !srv.originAllowed(r) {
+				http.Error(w, "origin not allowed", http.StatusForbidden)
+				return
+			}
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+			w.Header().Add("Vary", "Origin")
+		}
+		h(w, r)
+	})
+}
+
+// servePreflight answers CORS preflights (a cross-origin POST of JSON, or a
+// request with an Authorization header) for allowed origins.
+func (srv *Server) servePreflight(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	if origin == "" || r.Header.Get("Access-Control-Request-Method") == "" {
+		w.Header().Set("Allow", "GET, POST, OPTIONS")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if !srv.originAllowed(r) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Allow-Methods", "GET, POST")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // Sessions returns the number of open sessions.
