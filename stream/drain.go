@@ -6,30 +6,31 @@ import (
 	"tickerd/internal/sockstat"
 )
 
-// Adaptive rate. After every data write a session looks at its socket's
-// send queue (bytes the client has not taken yet). While the queue stays
-// under drainTarget the client keeps up and the session sends as soon as
-// its subscriptions allow. When the queue grows past it, the client (or
-// its link) is slower than the feed: the session estimates how fast the
-// client drains, from how much left the queue between two writes, and
-// widens the least gap between its data writes so that each write is
-// drained before the next, and the queue back under the target. News held
-// back meanwhile is conflated, so the client gets fewer, fresher messages;
-// nothing is queued beyond the socket's buffer. Once a write finds the
-// queue empty the gap is gone; while it stays under the target the gap
-// halves on every write.
+// Adaptive rate. After every write a session looks at its socket's send
+// queue: the bytes the kernel holds unsent because the client (or its
+// link) has not made room for them. While the queue stays under
+// drainTarget the client keeps up, and the session sends as soon as its
+// subscriptions allow. When a write leaves more than that, the client is
+// slower than the feed: the session holds its news back and looks at the
+// queue again after drainPollMin, then at doubling intervals up to
+// drainPollMax, and writes again as soon as the queue is back under the
+// target. News held back meanwhile is conflated, so a slow client gets
+// fewer, fresher messages, at the pace it reads them, and nothing waits
+// for it but one write's worth in its socket (at most maxUnsent, see
+// TCP_NOTSENT_LOWAT). A client whose queue has not moved for the stall
+// timeout is closed as a slow consumer.
 //
 // Where the send queue cannot be read (not a TCP socket, not Linux) a
 // write that took longer than drainSlowWrite, i.e. that found the socket
-// buffer full, counts as a queue over the target.
+// buffer full, makes the session wait twice that long before the next.
 const (
 	// maxUnsent bounds the bytes the kernel holds unsent for a stream
-	// (TCP_NOTSENT_LOWAT): beyond it a write waits for the client, and
-	// a client that takes nothing is closed after the stall timeout.
+	// (TCP_NOTSENT_LOWAT): beyond it a write waits for the client.
 	maxUnsent      = 256 << 10
 	drainTarget    = 16 << 10
-	drainMaxGap    = 5 * time.Second
-	drainMinGap    = 5 * time.Millisecond // a narrower gap is dropped
+	drainPollMin   = 10 * time.Millisecond
+	drainPollMax   = 250 * time.Millisecond
+	drainMaxGap    = 2 * time.Second // without a readable queue
 	drainSlowWrite = 20 * time.Millisecond
 )
 
@@ -37,85 +38,80 @@ const (
 // touches it.
 type drain struct {
 	q      *sockstat.Queue // nil: judge by write time
-	queued int             // send queue after the last data write
-	at     time.Time       // of the last data write
-	rate   float64         // bytes/s the client was seen to drain (smoothed); 0 = not measured
-	gap    time.Duration   // least time between data writes the client needs
-	// stalled is when the queue was last seen not draining at all while
-	// holding data; zero while the client makes progress.
-	stalled time.Time
-	// behind is the last time a write found bytes waiting unsent.
+	queued int             // unsent bytes at the last look
+	at     time.Time       // of the last look
+	rate   float64         // bytes/s the client was seen to take while behind (smoothed); 0 = not measured
+	// poll is how long to wait before looking at the queue again while
+	// behind; 0 while the client keeps up.
+	poll time.Duration
+	// gap is the wait after a slow write when the queue cannot be read.
+	gap time.Duration
+	// progress is the last time the client was seen taking data, or
+	// keeping up; a stall counts from it.
+	progress time.Time
+	// behind is the last time a look found the queue over the target.
 	behind time.Time
 }
 
-// wrote updates the estimate after a data write of n bytes at now that
-// took took, and returns the gap the client needs before the next one.
-func (d *drain) wrote(now time.Time, n int, took time.Duration) time.Duration {
-	queued := -1
-	if d.q != nil {
-		if v, err := d.q.Unsent(); err == nil {
-			queued = v
-		} else {
-			d.q = nil // not measurable after all
-		}
+// look reads the queue at now and updates progress, the drain rate and the
+// poll interval; it returns the wait before data may be written (0: now).
+// It returns ok false when the queue cannot be read.
+func (d *drain) look(now time.Time, added int) (wait time.Duration, ok bool) {
+	if d.q == nil {
+		return 0, false
 	}
-	if queued < 0 {
-		// By write time only: a write that blocked found the buffer full.
-		if took > drainSlowWrite {
-			d.behind = now
-			d.gap = min(max(2*d.gap, 4*took), drainMaxGap)
-		} else {
-			d.gap = d.narrowed()
-		}
-		d.at = now
-		return d.gap
+	queued, err := d.q.Unsent()
+	if err != nil {
+		d.q = nil // not measurable after all
+		return 0, false
 	}
 	if !d.at.IsZero() {
-		if dt := now.Sub(d.at).Seconds(); dt > 0 {
-			// What left the queue since the last write: it held d.queued
-			// then, n was added, queued remain.
-			drained := float64(d.queued + n - queued)
-			if drained > 0 {
-				d.stalled = time.Time{}
-			} else if d.queued > 0 && d.stalled.IsZero() {
-				d.stalled = d.at
-			}
-			// Only an interval that began with a backlog measures how
-			// fast the client can take data, not how fast it was sent.
-			if d.queued > 0 {
-				r := max(drained, 0) / dt
-				if d.rate == 0 {
-					d.rate = r
-				} else {
-					d.rate += (r - d.rate) / 4
-				}
+		// What left the queue since the last look: it held d.queued then,
+		// added was written since, queued remain.
+		taken := d.queued + added - queued
+		if taken > 0 || queued == 0 {
+			d.progress = now
+		}
+		if dt := now.Sub(d.at).Seconds(); dt > 0 && d.queued > 0 {
+			r := float64(max(taken, 0)) / dt
+			if d.rate == 0 {
+				d.rate = r
+			} else {
+				d.rate += (r - d.rate) / 4
 			}
 		}
+	} else {
+		d.progress = now
 	}
 	d.queued, d.at = queued, now
-	switch {
-	case queued == 0:
-		d.gap = 0 // it took everything: it keeps up again
-		return 0
-	case queued <= drainTarget:
-		d.behind = now
-		d.gap = d.narrowed()
-		return d.gap
+	if queued <= drainTarget {
+		d.poll = 0
+		return 0, true
 	}
 	d.behind = now
-	// Time for the client to take this write's bytes and the excess over
-	// half the target, at the rate it was seen to drain.
-	need := drainMaxGap
-	if d.rate > 0 {
-		need = time.Duration(float64(n+queued-drainTarget/2) / d.rate * float64(time.Second))
+	d.poll = min(max(2*d.poll, drainPollMin), drainPollMax)
+	return d.poll, true
+}
+
+// wrote accounts a write of n bytes at now that took took, and returns the
+// wait the client needs before the next data write.
+func (d *drain) wrote(now time.Time, n int, took time.Duration) time.Duration {
+	d.poll = 0 // a write restarts the polling at its shortest
+	if wait, ok := d.look(now, n); ok {
+		return wait
 	}
-	d.gap = min(max(need, drainMinGap, d.gap/2), drainMaxGap)
+	// By write time only: a write that blocked found the buffer full.
+	if took > drainSlowWrite {
+		d.behind = now
+		d.gap = min(max(2*d.gap, 2*took), drainMaxGap)
+	} else {
+		d.gap = 0
+	}
 	return d.gap
 }
 
-func (d *drain) narrowed() time.Duration {
-	if g := d.gap / 2; g >= drainMinGap {
-		return g
-	}
-	return 0
+// stalled reports whether the client has taken nothing for timeout while
+// bytes waited for it.
+func (d *drain) stalled(now time.Time, timeout time.Duration) bool {
+	return d.queued > 0 && !d.progress.IsZero() && now.Sub(d.progress) >= timeout
 }

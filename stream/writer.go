@@ -65,6 +65,17 @@ func (s *Session) step(w wire, now time.Time) (due time.Time, code string, ended
 	// and only control messages go out.
 	s.held.Store(false)
 	holding := s.poll == nil && now.Before(s.notBefore)
+	if !holding && s.drain.poll > 0 && s.dirty.Load() != nil {
+		// The client was behind: write only once it has taken enough.
+		if wait, ok := s.drain.look(now, 0); ok && wait > 0 {
+			if s.drain.stalled(now, cfg.StallTimeout) {
+				s.closeSlow(w)
+				return time.Time{}, CloseSlowConsumer, true
+			}
+			s.notBefore, holding = now.Add(wait), true
+			s.stats.queued.Store(int64(s.drain.queued))
+		}
+	}
 	next := s.collect(now, sc, !holding)
 	if holding && s.dirty.Load() != nil {
 		s.held.Store(true)
@@ -134,7 +145,7 @@ func (s *Session) wrote(w wire, now time.Time, n int, data bool) (closed bool) {
 	s.lastWrite = now
 	need := s.drain.wrote(now, n, time.Since(now))
 	s.confirmWrite(now, n, s.events)
-	if st := s.drain.stalled; !st.IsZero() && now.Sub(st) >= cfg.StallTimeout {
+	if s.drain.stalled(now, cfg.StallTimeout) {
 		s.closeSlow(w)
 		return true
 	}
