@@ -11,8 +11,10 @@ func (srv *Server) serveNDJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	streamHeaders(w.Header(), "application/x-ndjson")
+	wire := &ndjsonWire{httpWire{w: w, rc: http.NewResponseController(w), gz: srv.startGzip(w, r)}}
 	w.WriteHeader(http.StatusOK)
-	code := s.run(&ndjsonWire{httpWire{w: w, rc: http.NewResponseController(w)}}, r.Context().Done())
+	code := s.run(wire, r.Context().Done())
+	wire.end()
 	srv.finish(s, code)
 }
 

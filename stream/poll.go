@@ -61,7 +61,7 @@ func (srv *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	if _, code, ended := s.step(bw, time.Now()); ended {
 		srv.endPoll(s, code)
 	}
-	srv.reply(w, s, bw.msgs)
+	srv.reply(w, r, s, bw.msgs)
 }
 
 // pollSession holds one poll of an existing session.
@@ -104,7 +104,7 @@ func (srv *Server) pollSession(w http.ResponseWriter, r *http.Request, id string
 		case <-t.C:
 		case <-s.stop:
 		case <-cancel:
-			srv.reply(w, s, nil)
+			srv.reply(w, r, s, nil)
 			return
 		case <-r.Context().Done():
 			srv.pollDone(s, cancel)
@@ -125,7 +125,7 @@ func (srv *Server) pollSession(w http.ResponseWriter, r *http.Request, id string
 		t.Reset(time.Until(due))
 	}
 	srv.pollDone(s, cancel)
-	srv.reply(w, s, bw.msgs)
+	srv.reply(w, r, s, bw.msgs)
 }
 
 // pollDone records the end of a poll, unless a newer one took over.
@@ -168,15 +168,20 @@ func (srv *Server) reapPoll(s *Session, now time.Time, force bool) bool {
 // reply writes a poll's messages. If the write fails, what it carried
 // counts as not received: every subscription gets a fresh snapshot on the
 // next poll, so the client misses no value.
-func (srv *Server) reply(w http.ResponseWriter, s *Session, msgs [][]byte) {
+func (srv *Server) reply(w http.ResponseWriter, r *http.Request, s *Session, msgs [][]byte) {
 	reply := pollReply{Session: s.id, Messages: make([]rawJSON, len(msgs))}
 	for i, m := range msgs {
 		reply.Messages[i] = m
 	}
-	b := mustJSON(reply)
+	b := append(mustJSON(reply), '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache, no-store")
-	if _, err := w.Write(append(b, '\n')); err != nil && len(msgs) > 0 {
+	w.Header().Add("Vary", "Accept-Encoding")
+	if len(b) >= gzipMinReply && !srv.cfg.NoCompression && acceptsGzip(r) {
+		w.Header().Set("Content-Encoding", "gzip")
+		b = gzipBody(b)
+	}
+	if _, err := w.Write(b); err != nil && len(msgs) > 0 {
 		s.resync()
 		return
 	}

@@ -58,6 +58,8 @@ type Config struct {
 	// writes of a session when the server falls behind (pacer.go).
 	// 0 means DefaultPacingMaxGap; negative turns pacing off.
 	PacingMaxGap time.Duration
+	// NoCompression turns off gzip on the HTTP transports.
+	NoCompression bool
 	// AdminKey is the bearer key of the /v1/admin endpoints; empty means
 	// loopback peers only.
 	AdminKey string

@@ -30,8 +30,10 @@ func (srv *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	streamHeaders(w.Header(), "text/event-stream; charset=utf-8")
+	wire := &sseWire{httpWire{w: w, rc: http.NewResponseController(w), gz: srv.startGzip(w, r)}, s.resume, &s.events}
 	w.WriteHeader(http.StatusOK)
-	code := s.run(&sseWire{httpWire{w: w, rc: http.NewResponseController(w)}, s.resume, &s.events}, r.Context().Done())
+	code := s.run(wire, r.Context().Done())
+	wire.end()
 	srv.finish(s, code)
 }
 
@@ -71,21 +73,4 @@ func (w *sseWire) writeHeartbeat(ts int64, deadline time.Time) (int, error) {
 func (w *sseWire) writeClose(code, text string, deadline time.Time) error {
 	_, err := w.writeBatch([][]byte{encodeClose(code, text)}, *w.events, deadline)
 	return err
-}
-
-// httpWire writes to a streaming HTTP response, each write and flush under
-// a deadline.
-type httpWire struct {
-	w        http.ResponseWriter
-	rc       *http.ResponseController
-	deadline writeDeadline
-}
-
-func (h *httpWire) write(b []byte, deadline time.Time) (int, error) {
-	h.deadline.apply(deadline, h.rc.SetWriteDeadline)
-	n, err := h.w.Write(b)
-	if err == nil {
-		err = h.rc.Flush()
-	}
-	return n, err
 }

@@ -36,6 +36,7 @@ type config struct {
 	maxBody        int64
 	maxSessionBPS  int64
 	pacingMaxGap   time.Duration
+	compression    bool
 	adminKey       string
 	logFormat      string
 	logLevel       string
@@ -71,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.maxSymbols, "max-session-symbols", 1000, "most symbols one session may subscribe")
 	fs.Int64Var(&c.maxSessionBPS, "max-session-bps", 0, "most `bytes` per second written to one session, averaged over its writes; 0 = no cap")
 	fs.DurationVar(&c.pacingMaxGap, "pacing-max-gap", stream.DefaultPacingMaxGap, "when writers fall behind, sessions batch their writes up to this far apart; 0 = never")
+	fs.BoolVar(&c.compression, "compression", true, "gzip SSE, NDJSON and long-poll answers for clients that accept it")
 	fs.DurationVar(&c.heartbeat, "heartbeat", 15*time.Second, "idle interval after which a heartbeat is sent")
 	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "close a session whose writes make no progress this long")
 	fs.DurationVar(&c.maxConnAge, "max-conn-age", 10*time.Minute, "end streaming connections cleanly after this age")

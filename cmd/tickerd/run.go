@@ -49,6 +49,7 @@ func run(c *config, log *slog.Logger) error {
 		AllowedOrigins: cli.SplitList(c.allowedOrigins),
 		MaxSessionBPS:  c.maxSessionBPS,
 		PacingMaxGap:   pacingGap(c.pacingMaxGap),
+		NoCompression:  !c.compression,
 		AdminKey:       c.adminKey,
 		Registerer:     reg,
 		Log:            log,
