@@ -45,7 +45,6 @@ func (r *runner) check(ctx context.Context) *Check {
 			bySite[s.url] = append(bySite[s.url], s.symbols...)
 		}
 	}
-	fetched := time.Now()
 	snaps := map[string]map[string]*snapState{}
 	for site, syms := range bySite {
 		slices.Sort(syms)
@@ -57,6 +56,10 @@ func (r *runner) check(ctx context.Context) *Check {
 		}
 		snaps[site] = m
 	}
+	// The snapshots hold updates ingested up to the end of the fetch, which
+	// can take a while for many symbols on a busy server: the window counts
+	// from there.
+	fetched := time.Now()
 	type pair struct {
 		s        *session
 		i        int
