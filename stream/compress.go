@@ -132,3 +132,44 @@ func gzipBody(b []byte) []byte {
 	gzipPool.Put(gz)
 	return out.Bytes()
 }
+
+// maxPadding bounds the padding block a stream may open with.
+const maxPadding = 64 << 10
+
+// padding returns the size of the padding block r asks for (?pad=N), or
+// the server's default; ok is false for a malformed or oversized value.
+func (srv *Server) padding(r *http.Request) (n int, ok bool) {
+	v := r.URL.Query().Get("pad")
+	if v == "" {
+		return srv.cfg.StreamPadding, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > maxPadding {
+		return 0, false
+	}
+	return n, true
+}
+
+// writePadding sends a block of n padding bytes ahead of a stream's first
+// message, for intermediaries that hold back the start of a response until
+// they have seen enough of it: an SSE comment, or an NDJSON heartbeat with
+// a pad member (clients ignore both).
+func (h *httpWire) writePadding(n int, sse bool) error {
+	if n <= 0 {
+		return nil
+	}
+	var b []byte
+	if sse {
+		b = append(b, ':')
+		b = append(b, bytes.Repeat([]byte{' '}, n)...)
+		b = append(b, "\n\n"...)
+	} else {
+		b = append(b, `{"type":"heartbeat","ts":`...)
+		b = strconv.AppendInt(b, time.Now().UnixMicro(), 10)
+		b = append(b, `,"pad":"`...)
+		b = append(b, bytes.Repeat([]byte{' '}, n)...)
+		b = append(b, "\"}\n"...)
+	}
+	_, err := h.write(b, time.Now().Add(closeGrace))
+	return err
+}

@@ -123,3 +123,62 @@ func TestGzipPollReply(t *testing.T) {
 		t.Errorf("a client without Accept-Encoding got %q", resp.Header.Get("Content-Encoding"))
 	}
 }
+
+// A stream can open with a padding block (?pad=N, or the server's default)
+// for proxies that hold back the start of a response: an SSE comment, or
+// an NDJSON heartbeat with a pad member; then the stream as usual.
+func TestPaddingBlock(t *testing.T) {
+	ts := newTestServer(t, stream.Config{StreamPadding: 100})
+	ts.put(t, "PAD", "bid", "1")
+	for _, tc := range []struct {
+		path string
+		pad  int
+		sse  bool
+	}{
+		{"/v1/stream?symbols=PAD&pad=4096", 4096, false},
+		{"/v1/sse?symbols=PAD&pad=2048", 2048, true},
+		{"/v1/stream?symbols=PAD", 100, false}, // the server's default
+	} {
+		resp, err := http.Get(ts.base + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(resp.Body)
+		first, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.sse {
+			if !strings.HasPrefix(first, ":") || len(strings.TrimRight(first, "\n")) != 1+tc.pad {
+				t.Errorf("%s: first line %d bytes, want a comment of %d", tc.path, len(first), 1+tc.pad)
+			}
+		} else {
+			var m struct {
+				Type string `json:"type"`
+				Pad  string `json:"pad"`
+			}
+			if err := json.Unmarshal([]byte(first), &m); err != nil || m.Type != "heartbeat" || len(m.Pad) != tc.pad {
+				t.Errorf("%s: first line %.60q (%v), want a heartbeat with %d bytes of pad", tc.path, first, err, tc.pad)
+			}
+		}
+		// The session message follows.
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: %v before the session message", tc.path, err)
+			}
+			if strings.Contains(line, `"type":"session"`) {
+				break
+			}
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(ts.base + "/v1/stream?symbols=PAD&pad=1000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("pad=1000000: %d, want 400", resp.StatusCode)
+	}
+}

@@ -6,6 +6,11 @@ import (
 )
 
 func (srv *Server) serveNDJSON(w http.ResponseWriter, r *http.Request) {
+	pad, ok := srv.padding(r)
+	if !ok {
+		http.Error(w, "pad: want a number of bytes, 0 to 65536", http.StatusBadRequest)
+		return
+	}
 	s := srv.beginHTTP(w, r, TransportNDJSON, r.URL.Query().Get("resume"))
 	if s == nil {
 		return
@@ -13,7 +18,10 @@ func (srv *Server) serveNDJSON(w http.ResponseWriter, r *http.Request) {
 	streamHeaders(w.Header(), "application/x-ndjson")
 	wire := &ndjsonWire{httpWire{w: w, rc: http.NewResponseController(w), gz: srv.startGzip(w, r)}}
 	w.WriteHeader(http.StatusOK)
-	code := s.run(wire, r.Context().Done())
+	code := ""
+	if err := wire.writePadding(pad, false); err == nil {
+		code = s.run(wire, r.Context().Done())
+	}
 	wire.end()
 	srv.finish(s, code)
 }

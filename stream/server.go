@@ -58,6 +58,10 @@ type Config struct {
 	// writes of a session when the server falls behind (pacer.go).
 	// 0 means DefaultPacingMaxGap; negative turns pacing off.
 	PacingMaxGap time.Duration
+	// StreamPadding is the size of the padding block SSE and NDJSON
+	// streams open with, unless the request asks otherwise (?pad=N); 0
+	// means none.
+	StreamPadding int
 	// NoCompression turns off gzip on the HTTP transports.
 	NoCompression bool
 	// AdminKey is the bearer key of the /v1/admin endpoints; empty means

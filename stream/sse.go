@@ -25,6 +25,11 @@ func (srv *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		resume, n, _ = strings.Cut(last, ".")
 		lastEvent, _ = strconv.ParseUint(n, 10, 64)
 	}
+	pad, ok := srv.padding(r)
+	if !ok {
+		http.Error(w, "pad: want a number of bytes, 0 to 65536", http.StatusBadRequest)
+		return
+	}
 	s := srv.beginHTTPFrom(w, r, TransportSSE, resume, lastEvent)
 	if s == nil {
 		return
@@ -32,7 +37,10 @@ func (srv *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	streamHeaders(w.Header(), "text/event-stream; charset=utf-8")
 	wire := &sseWire{httpWire{w: w, rc: http.NewResponseController(w), gz: srv.startGzip(w, r)}, s.resume, &s.events}
 	w.WriteHeader(http.StatusOK)
-	code := s.run(wire, r.Context().Done())
+	code := ""
+	if err := wire.writePadding(pad, true); err == nil {
+		code = s.run(wire, r.Context().Done())
+	}
 	wire.end()
 	srv.finish(s, code)
 }

@@ -50,6 +50,7 @@ func run(c *config, log *slog.Logger) error {
 		MaxSessionBPS:  c.maxSessionBPS,
 		PacingMaxGap:   pacingGap(c.pacingMaxGap),
 		NoCompression:  !c.compression,
+		StreamPadding:  c.streamPadding,
 		AdminKey:       c.adminKey,
 		Registerer:     reg,
 		Log:            log,
