@@ -485,3 +485,47 @@ func histogramCount(t *testing.T, g prometheus.Gatherer, name string) uint64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// Under heavy fan-out a client's ping is answered promptly: pongs are never
+// held back by throttling or pacing, so they come back faster than the
+// data's own p99 latency in the same run (plus a little).
+func TestPingAnsweredUnderFanout(t *testing.T) {
+	ts := newTestServer(t, stream.Config{MaxHz: 1000})
+	syms := symbols("PG", 100)
+	for _, s := range syms {
+		ts.put(t, s, "bid", "0", "ask", "1")
+	}
+	q := url.Values{"symbols": {strings.Join(syms, ",")}, "maxHz": {"1000"}}
+	others := make([]*streamtest.Conn, 100)
+	for i := range others {
+		others[i] = dial(t, ts, streamtest.WS, q)
+	}
+	c := dial(t, ts, streamtest.WS, q)
+	f := startFeeder(t, ts, syms, time.Millisecond)
+	defer f.halt()
+	time.Sleep(time.Second)
+	c.TakeLatencies()
+
+	ctx := context.Background()
+	var rtts []time.Duration
+	for id := 1; id <= 20; id++ {
+		start := time.Now()
+		if err := c.Send(ctx, map[string]any{"op": "ping", "id": id}); err != nil {
+			t.Fatal(err)
+		}
+		waitControl(t, c, fmt.Sprintf("pong %d", id), func(m streamtest.Msg) bool { return m.Type == "pong" && idIs(m, id) })
+		rtts = append(rtts, time.Since(start))
+		time.Sleep(50 * time.Millisecond)
+	}
+	lat := c.TakeLatencies()
+	slices.Sort(rtts)
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		t.Fatal("no data arrived during the pings")
+	}
+	p50, dataP99 := rtts[len(rtts)/2], lat[len(lat)*99/100]
+	t.Logf("pong round trip p50 %v max %v; data latency p99 %v over %d updates", p50, rtts[len(rtts)-1], dataP99, len(lat))
+	if p50 > dataP99+50*time.Millisecond {
+		t.Errorf("pong round trip p50 %v, slower than the data's p99 %v (+50ms)", p50, dataP99)
+	}
+}

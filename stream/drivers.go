@@ -49,8 +49,8 @@ func newDrivers(quit <-chan struct{}) *drivers {
 }
 
 // run drives d on the most recently idle goroutine, a new one, or the next
-// one to finish. It never blocks.
-func (p *drivers) run(d *wsDriver) {
+// one to finish (first in line if urgent). It never blocks.
+func (p *drivers) run(d *wsDriver, urgent bool) {
 	p.mu.Lock()
 	if n := len(p.idle); n > 0 {
 		g := p.idle[n-1]
@@ -61,7 +61,11 @@ func (p *drivers) run(d *wsDriver) {
 		return
 	}
 	if p.running >= maxDrivers {
-		p.queue = append(p.queue, d)
+		if urgent {
+			p.queue = slices.Insert(p.queue, 0, d)
+		} else {
+			p.queue = append(p.queue, d)
+		}
 		p.mu.Unlock()
 		return
 	}

@@ -78,8 +78,10 @@ type Session struct {
 	closed    bool         // released: ops no longer apply (guarded by mu)
 
 	// kick, when set, starts the writer on demand (WebSocket); HTTP
-	// transports have a writer parked on wake instead.
-	kick func()
+	// transports have a writer parked on wake instead. kickUrgent does
+	// the same ahead of sessions already waiting for a writer.
+	kick       func()
+	kickUrgent func()
 	// poll is set on long-poll sessions (poll.go).
 	poll *pollState
 }
@@ -208,6 +210,12 @@ func (s *Session) enqueue(msgs ...[]byte) {
 	s.mu.Lock()
 	s.ctrl = append(s.ctrl, msgs...)
 	s.mu.Unlock()
+	if s.kickUrgent != nil {
+		// A reply (pong, ack, error) goes ahead of the data fan-out.
+		s.pending.Store(true)
+		s.kickUrgent()
+		return
+	}
 	s.signal()
 }
 

@@ -54,6 +54,7 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	d := &wsDriver{srv: srv, conn: conn}
 	d.s = srv.newSession(TransportWS)
 	d.s.kick = d.kick
+	d.s.kickUrgent = d.kickUrgent
 	d.s.drain.q = sockstat.For(conn)
 	d.timer = time.AfterFunc(time.Hour, d.timerFired)
 	if err := srv.begin(r, d.s, r.URL.Query().Get("resume"), false); err != nil {
@@ -119,7 +120,16 @@ type wsDriver struct {
 func (d *wsDriver) kick() {
 	if !d.ended.Load() && d.running.CompareAndSwap(false, true) {
 		d.kicked = d.srv.pace.stamp()
-		d.srv.drivers.run(d)
+		d.srv.drivers.run(d, false)
+	}
+}
+
+// kickUrgent is kick for a reply to the client (pong, ack): when every
+// drive goroutine is busy, the session goes to the head of the run queue.
+func (d *wsDriver) kickUrgent() {
+	if !d.ended.Load() && d.running.CompareAndSwap(false, true) {
+		d.kicked = d.srv.pace.stamp()
+		d.srv.drivers.run(d, true)
 	}
 }
 
