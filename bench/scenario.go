@@ -17,16 +17,19 @@ import (
 // ScenarioConfig tunes a scenario. Zero fields take the scenario's
 // defaults, so a quick run sets only Conns and Duration.
 type ScenarioConfig struct {
-	Tickerd   string        // tickerd binary; "" = build ./cmd/tickerd into a temp dir
-	Conns     int           // sessions; 0 = the scenario's default
-	Symbols   int           // symbols per session; 0 = default
-	Duration  time.Duration // steady window; 0 = default
-	Rate      float64       // new sessions per second; 0 = default
-	MaxHz     int           // maxHz asked per session; 0 = default
-	Seed      uint64        // symbol choice; 0 = 1
-	TargetKiB float64       // footprint only: fail above this RSS per session; 0 = report only
-	Slow      float64       // fraction of slow readers (Config.Slow); 0 = the scenario's default
-	SlowBPS   int           // their read rate (Config.SlowBPS); 0 = DefaultSlowBPS
+	Tickerd string // tickerd binary; "" = build ./cmd/tickerd into a temp dir
+	// ServerArgs are added to the scenario's tickerd flags (a later flag
+	// wins: -pacing-max-gap 250ms, -max-hz 100, ...).
+	ServerArgs []string
+	Conns      int           // sessions; 0 = the scenario's default
+	Symbols    int           // symbols per session; 0 = default
+	Duration   time.Duration // steady window; 0 = default
+	Rate       float64       // new sessions per second; 0 = default
+	MaxHz      int           // maxHz asked per session; 0 = default
+	Seed       uint64        // symbol choice; 0 = 1
+	TargetKiB  float64       // footprint only: fail above this RSS per session; 0 = report only
+	Slow       float64       // fraction of slow readers (Config.Slow); 0 = the scenario's default
+	SlowBPS    int           // their read rate (Config.SlowBPS); 0 = DefaultSlowBPS
 
 	// Procs is the number of client processes for scenarios that spread
 	// their sessions (hold); 0 = DefaultProcs(conns). WorkerCommand
@@ -123,7 +126,7 @@ func (sc *ScenarioConfig) startServer(ctx context.Context, args ...string) (*Ser
 			return nil, nil, err
 		}
 	}
-	srv, err := StartServer(ctx, bin, args, 30*time.Second)
+	srv, err := StartServer(ctx, bin, append(args, sc.ServerArgs...), 30*time.Second)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

@@ -70,6 +70,7 @@ type options struct {
 	seed                        uint64
 	check, quiet                bool
 	tickerd, cpuProfile         string
+	serverArgs                  cli.Repeatable
 	worker, universeFile        string // hidden: set by the parent of a worker
 	set                         map[string]bool
 }
@@ -79,7 +80,7 @@ var hidden = map[string]bool{"worker": true, "universe-file": true}
 
 // scenarioOnly and loadOnly flags are refused in the other mode.
 var (
-	scenarioOnly = []string{"tickerd", "target-kib"}
+	scenarioOnly = []string{"tickerd", "target-kib", "server-arg"}
 	loadOnly     = []string{"url", "transport", "zipf", "check", "settle"}
 )
 
@@ -106,6 +107,7 @@ func newFlags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines on stderr")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile to `file` (go tool pprof)")
 	fs.StringVar(&o.tickerd, "tickerd", "", "scenario: tickerd binary `path` (default: go build ./cmd/tickerd)")
+	fs.Var(&o.serverArgs, "server-arg", "scenario: an extra tickerd `flag`, repeatable, after the scenario's own (-server-arg=-pacing-max-gap=250ms)")
 	fs.Float64Var(&o.targetKiB, "target-kib", 12, "scenario footprint: fail when server RSS per session is above this (0 = report only)")
 	fs.StringVar(&o.worker, "worker", "", "internal: run as worker `I/P`")
 	fs.StringVar(&o.universeFile, "universe-file", "", "internal: symbols to pick from, one a line")
@@ -373,7 +375,7 @@ func scenarioMain(ctx context.Context, o *options, name string, stdout io.Writer
 	}
 	cfg := bench.ScenarioConfig{
 		Tickerd: o.tickerd, Seed: o.seed, TargetKiB: o.targetKiB, Logf: logf,
-		Slow: o.slow, SlowBPS: o.slowBPS, Procs: o.proc,
+		Slow: o.slow, SlowBPS: o.slowBPS, Procs: o.proc, ServerArgs: o.serverArgs.Values,
 	}
 	if exe, err := os.Executable(); err == nil {
 		cfg.WorkerCommand = func(c bench.Config, i, n int, universe string) *exec.Cmd {
