@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +63,9 @@ type Config struct {
 	// streams open with, unless the request asks otherwise (?pad=N); 0
 	// means none.
 	StreamPadding int
+	// WSDeflateMaxSessions bounds the WebSocket sessions that get
+	// permessage-deflate when they offer it (0: none).
+	WSDeflateMaxSessions int
 	// NoCompression turns off gzip on the HTTP transports.
 	NoCompression bool
 	// AdminKey is the bearer key of the /v1/admin endpoints; empty means
@@ -123,6 +127,8 @@ type Server struct {
 	quit     chan struct{}
 	drivers  *drivers
 	pace     *pacer
+	// deflating counts the WebSocket sessions with permessage-deflate.
+	deflating atomic.Int64
 }
 
 type retained struct {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 
 	"tickerd/internal/netpoll"
 	"tickerd/internal/sockstat"
@@ -37,7 +38,13 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	conn, rw, _, err := upgrader.Upgrade(r, w)
+	// permessage-deflate, if the client offers it and there is room.
+	u := upgrader
+	ext := wsflate.Extension{Parameters: wsDeflateParams}
+	if srv.cfg.WSDeflateMaxSessions > 0 && srv.deflating.Load() < int64(srv.cfg.WSDeflateMaxSessions) {
+		u.Negotiate = ext.Negotiate
+	}
+	conn, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
 		if conn != nil {
 			conn.Close() // the upgrader has answered on it
@@ -52,6 +59,10 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		early = bytes.Clone(b)
 	}
 	d := &wsDriver{srv: srv, conn: conn}
+	if _, ok := ext.Accepted(); ok {
+		d.deflate = true
+		srv.deflating.Add(1)
+	}
 	d.s = srv.newSession(TransportWS)
 	d.s.kick = d.kick
 	d.s.kickUrgent = d.kickUrgent
@@ -99,6 +110,7 @@ type wsDriver struct {
 	gone      atomic.Bool   // the client closed, broke the connection or broke the protocol
 	closeSent bool          // our close frame is out; nothing follows it (guarded by wmu)
 	wdeadline writeDeadline // the socket's (guarded by wmu)
+	deflate   bool          // permessage-deflate was negotiated (set before any drive or read)
 
 	// wmu is the socket's write side: a drive's frame, or the reader's
 	// pong or close reply, never two interleaved.
@@ -199,6 +211,9 @@ func (d *wsDriver) end(code string) {
 	}
 	d.stopReading()
 	d.conn.Close()
+	if d.deflate {
+		d.srv.deflating.Add(-1)
+	}
 	d.srv.finish(d.s, code)
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 
 	"tickerd/internal/netpoll"
 )
@@ -52,9 +53,10 @@ func (e *wsStatusError) Error() string {
 
 // wsFragments is a fragmented message being received.
 type wsFragments struct {
-	op   ws.OpCode // of the first frame
-	size int       // payload so far
-	buf  []byte    // text payload so far; binary payloads are dropped
+	op         ws.OpCode // of the first frame
+	size       int       // payload so far
+	buf        []byte    // text payload so far; binary payloads are dropped
+	compressed bool      // permessage-deflate: the first frame had RSV1
 }
 
 // wsPoller tells WebSocket sessions that their client has sent something.
@@ -315,6 +317,13 @@ func (d *wsDriver) readFrame(r *frameReader, mayBeEmpty bool) error {
 	}
 	r.n = 0
 	h, err := ws.ReadHeader(r)
+	compressed := false
+	if err == nil && d.deflate && !h.OpCode.IsControl() {
+		// RSV1 marks the first frame of a compressed message.
+		if h, compressed, err = wsflate.UnsetBit(h); err != nil || (compressed && (d.frag != nil || h.OpCode == ws.OpContinuation)) {
+			return &wsStatusError{ws.StatusProtocolError, "bad compression bit", h.Length}
+		}
+	}
 	if err == nil {
 		state := ws.StateServerSide
 		if d.frag != nil {
@@ -326,7 +335,7 @@ func (d *wsDriver) readFrame(r *frameReader, mayBeEmpty bool) error {
 		if h.OpCode.IsControl() {
 			err = d.readControl(r, h)
 		} else {
-			err = d.readData(r, h)
+			err = d.readData(r, h, compressed)
 		}
 	}
 	if isTimeout(err) {
@@ -370,10 +379,10 @@ func (d *wsDriver) readControl(r io.Reader, h ws.Header) error {
 
 // readData receives a data frame; a message complete with it is handled.
 // A message of more than MaxOpBytes is refused with status 1009.
-func (d *wsDriver) readData(r io.Reader, h ws.Header) error {
+func (d *wsDriver) readData(r io.Reader, h ws.Header, compressed bool) error {
 	f := d.frag
 	if f == nil {
-		f = &wsFragments{op: h.OpCode}
+		f = &wsFragments{op: h.OpCode, compressed: compressed}
 	}
 	if int64(f.size)+h.Length > MaxOpBytes {
 		return &wsStatusError{ws.StatusMessageTooBig, fmt.Sprintf("message larger than %d bytes", MaxOpBytes), h.Length}
@@ -395,7 +404,16 @@ func (d *wsDriver) readData(r io.Reader, h ws.Header) error {
 		return nil
 	}
 	d.frag = nil
-	d.handleMessage(f.op, f.buf)
+	msg := f.buf
+	if f.compressed && f.op == ws.OpText {
+		var err error
+		if msg, err = inflateMessage(f.buf, MaxOpBytes); errors.Is(err, errTooBig) {
+			return &wsStatusError{ws.StatusMessageTooBig, fmt.Sprintf("message inflates past %d bytes", MaxOpBytes), 0}
+		} else if err != nil {
+			return &wsStatusError{ws.StatusProtocolError, "bad compressed message: " + err.Error(), 0}
+		}
+	}
+	d.handleMessage(f.op, msg)
 	return nil
 }
 

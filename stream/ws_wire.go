@@ -100,14 +100,30 @@ func (d *wsDriver) writeFrameLocked(f *frame, op ws.OpCode, deadline time.Time) 
 	for _, b := range f.vec[1:] {
 		n += int64(len(b))
 	}
-	if err := ws.WriteHeaderBuffer(f, ws.Header{Fin: true, OpCode: op, Length: n}, f.hdr[:]); err != nil {
-		return 0, err
-	}
+	h := ws.Header{Fin: true, OpCode: op, Length: n}
 	buf := getBuf()
 	defer putBuf(buf)
-	b := append((*buf)[:0], f.hdr[:f.hlen]...)
-	for _, p := range f.vec[1:] {
-		b = append(b, p...)
+	b := (*buf)[:0]
+	if d.deflate && op == ws.OpText && n >= wsDeflateMin {
+		// Compress into the buffer's tail, then put the header before it.
+		b = append(b, make([]byte, ws.MaxHeaderSize)...)
+		b = deflateMessage(b, f.vec[1:])
+		h = compressedHeader(h)
+		h.Length = int64(len(b) - ws.MaxHeaderSize)
+		if err := ws.WriteHeaderBuffer(f, h, f.hdr[:]); err != nil {
+			return 0, err
+		}
+		start := ws.MaxHeaderSize - f.hlen
+		copy(b[start:], f.hdr[:f.hlen])
+		b = b[start:]
+	} else {
+		if err := ws.WriteHeaderBuffer(f, h, f.hdr[:]); err != nil {
+			return 0, err
+		}
+		b = append(b, f.hdr[:f.hlen]...)
+		for _, p := range f.vec[1:] {
+			b = append(b, p...)
+		}
 	}
 	*buf = b
 	d.wdeadline.apply(deadline, d.conn.SetWriteDeadline) // d.wmu is held

@@ -38,6 +38,7 @@ type config struct {
 	pacingMaxGap   time.Duration
 	compression    bool
 	streamPadding  int
+	wsDeflateMax   int
 	adminKey       string
 	logFormat      string
 	logLevel       string
@@ -75,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.pacingMaxGap, "pacing-max-gap", stream.DefaultPacingMaxGap, "when writers fall behind, sessions batch their writes up to this far apart; 0 = never")
 	fs.BoolVar(&c.compression, "compression", true, "gzip SSE, NDJSON and long-poll answers for clients that accept it")
 	fs.IntVar(&c.streamPadding, "stream-padding", 0, "`bytes` of padding SSE and NDJSON streams open with, for proxies that buffer a response's start (0-65536; ?pad=N per request)")
+	fs.IntVar(&c.wsDeflateMax, "ws-deflate-max-sessions", 1000, "most WebSocket sessions given permessage-deflate when they offer it (0 = none)")
 	fs.DurationVar(&c.heartbeat, "heartbeat", 15*time.Second, "idle interval after which a heartbeat is sent")
 	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "close a session whose writes make no progress this long")
 	fs.DurationVar(&c.maxConnAge, "max-conn-age", 10*time.Minute, "end streaming connections cleanly after this age")
@@ -111,6 +113,7 @@ func (c *config) validate() error {
 	check(c.maxSessionBPS == 0 || c.maxSessionBPS >= 1024, "-max-session-bps must be 0 (no cap) or ≥ 1024, got %d", c.maxSessionBPS)
 	check(c.pacingMaxGap >= 0 && c.pacingMaxGap <= 10*time.Second, "-pacing-max-gap must be 0..10s, got %v", c.pacingMaxGap)
 	check(c.streamPadding >= 0 && c.streamPadding <= 65536, "-stream-padding must be 0..65536, got %d", c.streamPadding)
+	check(c.wsDeflateMax >= 0, "-ws-deflate-max-sessions must be ≥ 0, got %d", c.wsDeflateMax)
 	check(c.maxBody > 0, "-max-ingest-body must be > 0, got %d", c.maxBody)
 	check(c.logFormat == "text" || c.logFormat == "json", "-log-format must be text or json, got %q", c.logFormat)
 	var lvl slog.Level

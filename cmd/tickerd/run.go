@@ -41,19 +41,20 @@ func run(c *config, log *slog.Logger) error {
 	ingestMetrics := feed.NewMetrics(reg)
 
 	srv := stream.NewServer(cache, stream.Config{
-		MaxHz:          c.maxHz,
-		Heartbeat:      c.heartbeat,
-		StallTimeout:   c.stallTimeout,
-		MaxConnAge:     c.maxConnAge,
-		MaxSymbols:     c.maxSymbols,
-		AllowedOrigins: cli.SplitList(c.allowedOrigins),
-		MaxSessionBPS:  c.maxSessionBPS,
-		PacingMaxGap:   pacingGap(c.pacingMaxGap),
-		NoCompression:  !c.compression,
-		StreamPadding:  c.streamPadding,
-		AdminKey:       c.adminKey,
-		Registerer:     reg,
-		Log:            log,
+		MaxHz:                c.maxHz,
+		Heartbeat:            c.heartbeat,
+		StallTimeout:         c.stallTimeout,
+		MaxConnAge:           c.maxConnAge,
+		MaxSymbols:           c.maxSymbols,
+		AllowedOrigins:       cli.SplitList(c.allowedOrigins),
+		MaxSessionBPS:        c.maxSessionBPS,
+		PacingMaxGap:         pacingGap(c.pacingMaxGap),
+		NoCompression:        !c.compression,
+		StreamPadding:        c.streamPadding,
+		WSDeflateMaxSessions: c.wsDeflateMax,
+		AdminKey:             c.adminKey,
+		Registerer:           reg,
+		Log:                  log,
 	})
 
 	mux := http.NewServeMux()
