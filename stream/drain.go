@@ -29,6 +29,7 @@ const (
 	maxUnsent      = 256 << 10
 	drainTarget    = 16 << 10
 	drainPollMin   = 10 * time.Millisecond
+	drainLookEvery = 5 * time.Millisecond // least time between looks while the client keeps up
 	drainPollMax   = 250 * time.Millisecond
 	drainMaxGap    = 2 * time.Second // without a readable queue
 	drainSlowWrite = 20 * time.Millisecond
@@ -51,6 +52,8 @@ type drain struct {
 	progress time.Time
 	// behind is the last time a look found the queue over the target.
 	behind time.Time
+	// unlooked counts the bytes of writes since the last look.
+	unlooked int
 }
 
 // look reads the queue at now and updates progress, the drain rate and the
@@ -97,6 +100,13 @@ func (d *drain) look(now time.Time, added int) (wait time.Duration, ok bool) {
 // wait the client needs before the next data write.
 func (d *drain) wrote(now time.Time, n int, took time.Duration) time.Duration {
 	d.poll = 0 // a write restarts the polling at its shortest
+	if d.q != nil && d.queued == 0 && !d.at.IsZero() && now.Sub(d.at) < drainLookEvery {
+		// It kept up at the last look, moments ago: a busy session writes
+		// far more often than a backlog can build up worth looking at.
+		d.unlooked += n
+		return 0
+	}
+	n, d.unlooked = n+d.unlooked, 0
 	if wait, ok := d.look(now, n); ok {
 		return wait
 	}
