@@ -129,19 +129,16 @@ type wsDriver struct {
 
 // kick starts a drive unless one is running. It never blocks: it is
 // called from the cache's fan-out and from the session's timer.
-func (d *wsDriver) kick() {
-	if !d.ended.Load() && d.running.CompareAndSwap(false, true) {
-		d.kicked = d.srv.pace.stamp()
-		d.srv.drivers.run(d, false)
-	}
-}
+func (d *wsDriver) kick() { d.start(false) }
 
 // kickUrgent is kick for a reply to the client (pong, ack): when every
 // drive goroutine is busy, the session goes to the head of the run queue.
-func (d *wsDriver) kickUrgent() {
+func (d *wsDriver) kickUrgent() { d.start(true) }
+
+func (d *wsDriver) start(urgent bool) {
 	if !d.ended.Load() && d.running.CompareAndSwap(false, true) {
 		d.kicked = d.srv.pace.stamp()
-		d.srv.drivers.run(d, true)
+		d.srv.drivers.run(d, urgent)
 	}
 }
 
