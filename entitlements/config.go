@@ -79,16 +79,7 @@ type User struct {
 }
 
 // Tier returns the best tier any of the user's groups grants sym.
-func (u *User) Tier(sym string) Tier {
-	best := None
-	for _, g := range u.Groups {
-		best = max(best, g.Tier(sym))
-		if best == Realtime {
-			break
-		}
-	}
-	return best
-}
+func (u *User) Tier(sym string) Tier { return bestTier(u.Groups, sym) }
 
 // JWT is how bearer tokens that are not API keys are checked.
 type JWT struct {
@@ -98,6 +89,9 @@ type JWT struct {
 	Audience        string // the token's aud must be, or contain, this (empty: not checked)
 	GroupsClaim     string // the claim naming the token's groups (default "groups")
 	PublicKeyOrigin string // the key file's path, for messages
+
+	method string // the one signing algorithm accepted
+	key    any    // its verification key
 }
 
 // Config is a parsed -auth file.
@@ -109,10 +103,7 @@ type Config struct {
 }
 
 // UserByKey returns the user holding API key key.
-func (c *Config) UserByKey(key string) (*User, bool) {
-	u, ok := c.byKey[key]
-	return u, ok
-}
+func (c *Config) UserByKey(key string) (*User, bool) { return c.userByKey(key) }
 
 // GroupsNamed returns the groups of names (a token's groups claim),
 // leaving out names the file does not define.
@@ -315,6 +306,8 @@ func parse(data []byte, readFile func(string) ([]byte, error)) (*Config, error) 
 		}
 		if set != 1 {
 			bad(errAt(jn, "jwt: give exactly one of hs256Secret, rs256PublicKey, es256PublicKey"))
+		} else if err := j.prepare(); err != nil {
+			bad(errAt(jn, "jwt: %v", err))
 		}
 		c.JWT = j
 	}

@@ -122,7 +122,7 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 
 func TestLoadReadsKeyFilesBesideIt(t *testing.T) {
 	dir := t.TempDir()
-	pem := "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"
+	_, pem := ecKey(t)
 	if err := os.WriteFile(filepath.Join(dir, "key.pem"), []byte(pem), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestLoadReadsKeyFilesBesideIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(c.JWT.ES256PublicKey) != pem {
+	if string(c.JWT.ES256PublicKey) != string(pem) {
 		t.Errorf("key %q", c.JWT.ES256PublicKey)
 	}
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil {
