@@ -61,20 +61,10 @@ func (s *Session) step(w wire, now time.Time) (due time.Time, code string, ended
 		sc.out, sc.outTS, sc.later, sc.data = sc.out[:0], sc.outTS[:0], sc.later[:0], 0
 		scratchPool.Put(sc)
 	}()
-	// Pacing (pacer.go): within the gap after a data write, data waits
-	// and only control messages go out.
-	s.held.Store(false)
-	holding := s.poll == nil && now.Before(s.notBefore)
-	if !holding && s.drain.poll > 0 && s.dirty.Load() != nil {
-		// The client was behind: write only once it has taken enough.
-		if wait, ok := s.drain.look(now, 0); ok && wait > 0 {
-			if s.drain.stalled(now, cfg.StallTimeout) {
-				s.closeSlow(w)
-				return time.Time{}, CloseSlowConsumer, true
-			}
-			s.notBefore, holding = now.Add(wait), true
-			s.stats.queued.Store(int64(s.drain.queued))
-		}
+	holding, stalled := s.holdData(now)
+	if stalled {
+		s.closeSlow(w)
+		return time.Time{}, CloseSlowConsumer, true
 	}
 	next := s.collect(now, sc, !holding)
 	if holding && s.dirty.Load() != nil {
@@ -109,6 +99,32 @@ func (s *Session) step(w wire, now time.Time) (due time.Time, code string, ended
 		due = next
 	}
 	return due, "", false
+}
+
+// holdData reports whether data must wait now, only control messages
+// going out: within the gap after a data write (pacing, bandwidth cap,
+// drain.go), or while a client that was behind has not yet taken enough.
+// It reports stalled for a client that has taken nothing for the stall
+// timeout.
+func (s *Session) holdData(now time.Time) (hold, stalled bool) {
+	s.held.Store(false)
+	if s.poll != nil {
+		return false, false // a poll's reply is its own batch
+	}
+	if now.Before(s.notBefore) {
+		return true, false
+	}
+	if s.drain.poll > 0 && s.dirty.Load() != nil {
+		if wait, ok := s.drain.look(now, 0); ok && wait > 0 {
+			if s.drain.stalled(now, s.srv.cfg.StallTimeout) {
+				return false, true
+			}
+			s.notBefore = now.Add(wait)
+			s.stats.queued.Store(int64(s.drain.queued))
+			return true, false
+		}
+	}
+	return false, false
 }
 
 // run is the writer loop of the HTTP streaming transports, whose handler
