@@ -6,26 +6,19 @@ import "golang.org/x/sys/unix"
 // sent yet (SIOCOUTQNSD): they wait because the peer's receive window or
 // the congestion window is full. Bytes in flight on a long link are not
 // counted, so a distant client that keeps up does not look slow.
-func (q *Queue) Unsent() (int, error) {
-	var n int
-	var ierr error
-	err := q.rc.Control(func(fd uintptr) {
-		n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQNSD)
-	})
-	if err != nil {
-		return 0, err
-	}
-	return n, ierr
-}
+func (q *Queue) Unsent() (int, error) { return q.ioctl(unix.SIOCOUTQNSD) }
 
 // Unacked returns the bytes written to the socket that the peer has not
 // acknowledged yet (SIOCOUTQ): those in flight and those not sent. What
 // was written before them has reached the peer's kernel.
-func (q *Queue) Unacked() (int, error) {
+func (q *Queue) Unacked() (int, error) { return q.ioctl(unix.SIOCOUTQ) }
+
+// ioctl reads one integer about the socket.
+func (q *Queue) ioctl(req uint) (int, error) {
 	var n int
 	var ierr error
 	err := q.rc.Control(func(fd uintptr) {
-		n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+		n, ierr = unix.IoctlGetInt(int(fd), req)
 	})
 	if err != nil {
 		return 0, err
