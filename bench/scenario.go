@@ -87,6 +87,26 @@ var Scenarios = []Scenario{
 	{Name: "churn", Run: Churn, Doc: "-rate 500 connect/snapshot/disconnect per second for -duration 60s beside -conns 5,000 steady WebSocket sessions; steady sessions see no errors, server goroutines and RSS return to baseline"},
 }
 
+// load returns a scenario's load: def holds the scenario's sizes
+// (Transports, default WebSocket only; Conns, Symbols, MaxHz, Duration,
+// Rate, Slow) and whether to check convergence; what sc sets overrides the
+// sizes, and sc brings the seed, the slow readers' rate, progress and log.
+func (sc *ScenarioConfig) load(def Config) Config {
+	if def.Transports == nil {
+		def.Transports = []string{"ws"}
+	}
+	def.Conns = or(sc.Conns, def.Conns)
+	def.Symbols = or(sc.Symbols, def.Symbols)
+	def.MaxHz = or(sc.MaxHz, def.MaxHz)
+	def.Duration = or(sc.Duration, def.Duration)
+	def.Rate = or(sc.Rate, def.Rate)
+	def.Slow = or(sc.Slow, def.Slow)
+	def.Seed = or(sc.Seed, 1)
+	def.SlowBPS = sc.SlowBPS
+	def.Progress, def.Logf = sc.Progress, sc.Logf
+	return def
+}
+
 // ErrUnknownScenario is returned by FindScenario.
 var ErrUnknownScenario = errors.New("bench: unknown scenario")
 

@@ -79,20 +79,8 @@ func Churn(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) {
 		symbols: or(sc.Symbols, churnSymbols),
 		seed:    or(sc.Seed, 1) + 1, // churning sessions pick apart from the steady ones
 	}
-	cfg := Config{
-		Transports: []string{"ws"},
-		Conns:      or(sc.Conns, churnSteady),
-		Symbols:    churn.symbols,
-		MaxHz:      or(sc.MaxHz, 4),
-		Duration:   churn.dur, // the steady window is the churn
-		Rate:       2000,
-		Seed:       or(sc.Seed, 1),
-		Slow:       sc.Slow,
-		SlowBPS:    sc.SlowBPS,
-		Check:      true,
-		Progress:   sc.Progress,
-		Logf:       sc.Logf,
-	}
+	cfg := sc.load(Config{Conns: churnSteady, MaxHz: 4, Check: true})
+	cfg.Symbols, cfg.Duration, cfg.Rate = churn.symbols, churn.dur, 2000 // the steady window is the churn
 	srv, stop, err := sc.startServer(ctx, "-sim-symbols", "5000", "-sim-rate", "10000", "-sim-seed", "1")
 	if err != nil {
 		return nil, err

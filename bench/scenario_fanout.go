@@ -11,20 +11,7 @@ import (
 // that every update is news for every session: delivered messages/s, p99,
 // server CPU and RSS, and the client's own CPU.
 func Fanout(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) {
-	cfg := Config{
-		Transports: []string{"ws"},
-		Conns:      or(sc.Conns, 10000),
-		Symbols:    or(sc.Symbols, 100),
-		MaxHz:      or(sc.MaxHz, 1000),
-		Duration:   or(sc.Duration, 20*time.Second),
-		Rate:       or(sc.Rate, 2000),
-		Seed:       or(sc.Seed, 1),
-		Slow:       sc.Slow,
-		SlowBPS:    sc.SlowBPS,
-		Check:      true,
-		Progress:   sc.Progress,
-		Logf:       sc.Logf,
-	}
+	cfg := sc.load(Config{Conns: 10000, Symbols: 100, MaxHz: 1000, Duration: 20 * time.Second, Rate: 2000, Check: true})
 	return sc.simRun(ctx, "fanout", cfg, "-sim-symbols", "100", "-sim-rate", "10000", "-max-hz", "1000", "-sim-seed", "1")
 }
 
@@ -33,19 +20,7 @@ func Fanout(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) {
 // -max-hz 1000, and WebSocket sessions subscribe to 50 symbols each at
 // maxHz 1000.
 func FanoutWide(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) {
-	cfg := Config{
-		Transports: []string{"ws"},
-		Conns:      or(sc.Conns, 1000),
-		Symbols:    or(sc.Symbols, 50),
-		MaxHz:      or(sc.MaxHz, 1000),
-		Duration:   or(sc.Duration, 20*time.Second),
-		Rate:       or(sc.Rate, 1000),
-		Seed:       or(sc.Seed, 1),
-		Slow:       sc.Slow,
-		SlowBPS:    sc.SlowBPS,
-		Progress:   sc.Progress,
-		Logf:       sc.Logf,
-	}
+	cfg := sc.load(Config{Conns: 1000, Symbols: 50, MaxHz: 1000, Duration: 20 * time.Second, Rate: 1000})
 	return sc.simRun(ctx, "fanout-wide", cfg, "-sim-symbols", "2000", "-sim-rate", "20000", "-max-hz", "1000", "-sim-seed", "1")
 }
 

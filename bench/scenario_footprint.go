@@ -17,20 +17,7 @@ const footprintUniverse = 200
 // and the settled RSS with every session open gives the RSS per session.
 // The views are checked against /v1/snapshot at the end.
 func Footprint(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) {
-	cfg := Config{
-		Transports: []string{"ws"},
-		Conns:      or(sc.Conns, 5000),
-		Symbols:    or(sc.Symbols, 20),
-		MaxHz:      sc.MaxHz,
-		Duration:   or(sc.Duration, 5*time.Second),
-		Rate:       or(sc.Rate, 2000),
-		Seed:       or(sc.Seed, 1),
-		Slow:       sc.Slow,
-		SlowBPS:    sc.SlowBPS,
-		Check:      true,
-		Progress:   sc.Progress,
-		Logf:       sc.Logf,
-	}
+	cfg := sc.load(Config{Conns: 5000, Symbols: 20, Duration: 5 * time.Second, Rate: 2000, Check: true})
 	srv, stop, err := sc.startServer(ctx, "-feed", "none")
 	if err != nil {
 		return nil, err

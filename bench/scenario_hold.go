@@ -15,20 +15,7 @@ import (
 // latency percentiles, and checks convergence. Conns is meant to be swept
 // (make loadtest) to plot latency against connection count.
 func Hold(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) {
-	cfg := Config{
-		Transports: []string{"ws"},
-		Conns:      or(sc.Conns, 18000),
-		Symbols:    or(sc.Symbols, 20),
-		MaxHz:      or(sc.MaxHz, 4),
-		Duration:   or(sc.Duration, 20*time.Second),
-		Rate:       or(sc.Rate, 2000),
-		Seed:       or(sc.Seed, 1),
-		Slow:       sc.Slow,
-		SlowBPS:    sc.SlowBPS,
-		Check:      true,
-		Progress:   sc.Progress,
-		Logf:       sc.Logf,
-	}
+	cfg := sc.load(Config{Conns: 18000, Symbols: 20, MaxHz: 4, Duration: 20 * time.Second, Rate: 2000, Check: true})
 	srv, stop, err := sc.startServer(ctx, "-sim-symbols", "5000", "-sim-rate", "10000", "-sim-seed", "1")
 	if err != nil {
 		return nil, err

@@ -17,19 +17,6 @@ const mixedSlow = 0.1
 // overall and per transport, and checks that every view converges, the
 // slow ones' included.
 func Mixed(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) {
-	cfg := Config{
-		Transports: Transports,
-		Conns:      or(sc.Conns, 2000),
-		Symbols:    or(sc.Symbols, 20),
-		MaxHz:      or(sc.MaxHz, 10),
-		Duration:   or(sc.Duration, 20*time.Second),
-		Rate:       or(sc.Rate, 1000),
-		Seed:       or(sc.Seed, 1),
-		Slow:       or(sc.Slow, mixedSlow),
-		SlowBPS:    sc.SlowBPS,
-		Check:      true,
-		Progress:   sc.Progress,
-		Logf:       sc.Logf,
-	}
+	cfg := sc.load(Config{Transports: Transports, Conns: 2000, Symbols: 20, MaxHz: 10, Duration: 20 * time.Second, Rate: 1000, Slow: mixedSlow, Check: true})
 	return sc.simRun(ctx, "mixed", cfg, "-sim-symbols", "1000", "-sim-rate", "10000", "-sim-seed", "1")
 }

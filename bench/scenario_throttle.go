@@ -15,19 +15,6 @@ import (
 // sessions' p99 with an all-fast run shows whether slow readers cost the
 // others anything.
 func Throttle(ctx context.Context, sc ScenarioConfig) (*ScenarioReport, error) {
-	cfg := Config{
-		Transports: []string{"ws"},
-		Conns:      or(sc.Conns, 5000),
-		Symbols:    or(sc.Symbols, 50),
-		MaxHz:      or(sc.MaxHz, 4),
-		Duration:   or(sc.Duration, 20*time.Second),
-		Rate:       or(sc.Rate, 1000),
-		Seed:       or(sc.Seed, 1),
-		Slow:       sc.Slow,
-		SlowBPS:    sc.SlowBPS,
-		Check:      true,
-		Progress:   sc.Progress,
-		Logf:       sc.Logf,
-	}
+	cfg := sc.load(Config{Conns: 5000, Symbols: 50, MaxHz: 4, Duration: 20 * time.Second, Rate: 1000, Check: true})
 	return sc.simRun(ctx, "throttle", cfg, "-sim-symbols", "1000", "-sim-rate", "50000", "-sim-seed", "1")
 }
