@@ -84,20 +84,7 @@ func TestFractionalAndDefaultMaxHz(t *testing.T) {
 				q.Set("maxHz", tc.maxHz)
 			}
 			c := dial(t, ts, streamtest.WS, q)
-			start := time.Now()
-			n := 0
-			for time.Since(start) < 3*time.Second {
-				n++
-				ts.put(t, "HOT", "bid", fmt.Sprint(n))
-				time.Sleep(2 * time.Millisecond)
-			}
-			elapsed := time.Since(start)
-			streamtest.WaitFor(t, 5*time.Second, "converges to the last value", func() error {
-				if got := c.View()["HOT"].Fields["bid"]; got != fmt.Sprint(n) {
-					return fmt.Errorf("bid %s, want %d", got, n)
-				}
-				return nil
-			})
+			n, elapsed := hammer(t, ts, c, 3*time.Second, 5*time.Second)
 			msgs, _ := c.Counts()
 			// The snapshot, one per interval, and the final catch-up.
 			limit := int(elapsed.Seconds()*tc.perSec) + 3

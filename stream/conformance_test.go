@@ -165,20 +165,7 @@ func TestMaxHzThrottles(t *testing.T) {
 			ts := newTestServer(t, stream.Config{MaxHz: 1000})
 			ts.put(t, "HOT", "bid", "0")
 			c := dial(t, ts, tr, url.Values{"symbols": {"HOT"}, "maxHz": {"2"}})
-			start := time.Now()
-			n := 0
-			for time.Since(start) < 1500*time.Millisecond {
-				n++
-				ts.put(t, "HOT", "bid", fmt.Sprint(n))
-				time.Sleep(2 * time.Millisecond)
-			}
-			elapsed := time.Since(start)
-			streamtest.WaitFor(t, 3*time.Second, "converges to the last value", func() error {
-				if got := c.View()["HOT"].Fields["bid"]; got != fmt.Sprint(n) {
-					return fmt.Errorf("bid %s, want %d", got, n)
-				}
-				return nil
-			})
+			n, elapsed := hammer(t, ts, c, 1500*time.Millisecond, 3*time.Second)
 			msgs, _ := c.Counts()
 			// 2 per second over the run, plus the snapshot and the final catch-up.
 			limit := int(elapsed.Seconds()*2) + 3
@@ -188,6 +175,28 @@ func TestMaxHzThrottles(t *testing.T) {
 			t.Logf("%d updates → %d messages", n, msgs)
 		})
 	}
+}
+
+// hammer updates HOT's bid every 2 ms for d, then waits up to settle for
+// c to hold the last value; it returns the updates made and how long that
+// took.
+func hammer(t *testing.T, ts *testServer, c *streamtest.Conn, d, settle time.Duration) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	n := 0
+	for time.Since(start) < d {
+		n++
+		ts.put(t, "HOT", "bid", fmt.Sprint(n))
+		time.Sleep(2 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	streamtest.WaitFor(t, settle, "converges to the last value", func() error {
+		if got := c.View()["HOT"].Fields["bid"]; got != fmt.Sprint(n) {
+			return fmt.Errorf("bid %s, want %d", got, n)
+		}
+		return nil
+	})
+	return n, elapsed
 }
 
 func TestHeartbeatWhenIdle(t *testing.T) {
