@@ -15,6 +15,9 @@ type Principal struct {
 	Groups []*Group
 	Limits Limits
 	APIKey bool // named by an API key of the file, not a token
+	// Expires is the token's exp (zero for API keys): the server ends the
+	// principal's sessions then, unless the client sends a fresher token.
+	Expires time.Time
 }
 
 // Tier returns the best tier any of the principal's groups grants sym
@@ -36,6 +39,9 @@ func bestTier(groups []*Group, sym string) Tier {
 // token that is malformed, forged, expired, not yet valid, for another
 // audience, or signed with another algorithm than the file's.
 var ErrBadCredential = errors.New("entitlements: bad credential")
+
+// ErrExpired is a token past its exp (it also wraps ErrBadCredential).
+var ErrExpired = errors.New("token expired")
 
 // jwtLeeway is the clock skew tolerated on exp and nbf.
 const jwtLeeway = 30 * time.Second
@@ -63,6 +69,9 @@ func (c *Config) Authenticate(cred string, now time.Time) (*Principal, error) {
 	}
 	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(cred, claims, func(*jwt.Token) (any, error) { return j.key, nil }, opts...)
+	if errors.Is(err, jwt.ErrTokenExpired) {
+		return nil, fmt.Errorf("%w: %w", ErrBadCredential, ErrExpired)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: token: %v", ErrBadCredential, err)
 	}
@@ -82,6 +91,9 @@ func (c *Config) Authenticate(cred string, now time.Time) (*Principal, error) {
 		}
 	}
 	p := &Principal{Name: sub, Groups: c.GroupsNamed(names)}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		p.Expires = exp.Add(jwtLeeway)
+	}
 	if u := c.userNamed(sub); u != nil {
 		p.Limits = u.Limits // a user of the file with the token's sub sets its limits
 	}

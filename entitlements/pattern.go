@@ -14,6 +14,9 @@ type patterns struct {
 	all   bool // "*": every symbol
 }
 
+// empty reports whether the list matches nothing.
+func (p *patterns) empty() bool { return !p.all && len(p.exact) == 0 && len(p.globs) == 0 }
+
 // maxPatternLen bounds a pattern (a symbol is at most 32 characters).
 const maxPatternLen = 64
 
