@@ -55,7 +55,7 @@ func BenchmarkDeliver(b *testing.B) {
 			w := &discard{}
 			for i := range ss {
 				s := srv.newSession(TransportWS)
-				if err := srv.admit(s, ""); err != nil {
+				if _, err := srv.admit(s, ""); err != nil {
 					b.Fatal(err)
 				}
 				s.apply(&Op{Op: OpSubscribe, Symbols: syms, Fields: feed.AllFields})

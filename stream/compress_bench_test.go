@@ -50,7 +50,7 @@ func simBatches(tb testing.TB, symbols, n, perBatch int) [][][]byte {
 			e := cache.Get(sym)
 			v := e.Read()
 			if mask := v.ChangedSince(sent[sym]); mask != 0 {
-				batch = append(batch, encodeData(e, kindUpdate, v, mask))
+				batch = append(batch, encodeData(e, kindUpdate, v, mask, false))
 			}
 			sent[sym] = v.Seq
 		}

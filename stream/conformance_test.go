@@ -250,9 +250,14 @@ func waitClosed(t *testing.T, c *streamtest.Conn, code string) {
 		t.Fatalf("close message %+v, want code %s", m, code)
 	}
 	if c.Transport == streamtest.WS {
+		// 1001 going away for shutdown and max_age; 1008 policy for the rest.
+		want := websocket.ClosePolicyViolation
+		if code == stream.CloseShutdown || code == stream.CloseMaxAge {
+			want = websocket.CloseGoingAway
+		}
 		var ce *websocket.CloseError
-		if err := c.Err(); !asCloseError(err, &ce) || ce.Code != websocket.CloseGoingAway {
-			t.Fatalf("WebSocket ended with %v, want close frame 1001", err)
+		if err := c.Err(); !asCloseError(err, &ce) || ce.Code != want {
+			t.Fatalf("WebSocket ended with %v, want close frame %d", err, want)
 		}
 	}
 }

@@ -14,10 +14,13 @@ const (
 	kindSnapshot
 )
 
+// kindDelayed marks a delayed-tier message in a memo key.
+const kindDelayed uint8 = 0x80
+
 // appendData encodes a snapshot or update message for the fields in mask of
 // v. Symbols and values are validated on ingest (symbol charset, canonical
 // decimal, time and status text), so none of them needs JSON escaping.
-func appendData(b []byte, kind uint8, sym string, v *conflate.View, mask feed.FieldSet) []byte {
+func appendData(b []byte, kind uint8, sym string, v *conflate.View, mask feed.FieldSet, delayed bool) []byte {
 	if kind == kindSnapshot {
 		b = append(b, `{"type":"snapshot","symbol":"`...)
 	} else {
@@ -28,6 +31,9 @@ func appendData(b []byte, kind uint8, sym string, v *conflate.View, mask feed.Fi
 	b = strconv.AppendUint(b, v.Seq, 10)
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, v.TS, 10)
+	if delayed {
+		b = append(b, `,"delayed":true`...)
+	}
 	b = append(b, `,"fields":{`...)
 	first := true
 	for f, rest, ok := mask.Next(); ok; f, rest, ok = rest.Next() {
@@ -45,12 +51,27 @@ func appendData(b []byte, kind uint8, sym string, v *conflate.View, mask feed.Fi
 }
 
 // encodeData returns the shared encoding of a data message, built once per
-// (seq, fields, kind) and symbol.
-func encodeData(e *conflate.Entry, kind uint8, v *conflate.View, mask feed.FieldSet) []byte {
+// (seq, fields, kind, tier) and symbol.
+func encodeData(e *conflate.Entry, kind uint8, v *conflate.View, mask feed.FieldSet, delayed bool) []byte {
 	key := conflate.MemoKey{Seq: v.Seq, Fields: mask, Kind: kind}
+	if delayed {
+		key.Kind |= kindDelayed
+	}
 	return e.Memo(key, func() []byte {
-		return appendData(make([]byte, 0, 64+24*mask.Len()), kind, e.Symbol(), v, mask)
+		return appendData(make([]byte, 0, 80+24*mask.Len()), kind, e.Symbol(), v, mask, delayed)
 	})
+}
+
+type authenticatedMsg struct {
+	Type string          `json:"type"`
+	ID   json.RawMessage `json:"id,omitempty"`
+	User string          `json:"user,omitempty"`
+}
+
+// encodeAuthenticated acknowledges an auth op (an extension of the
+// contract's messages).
+func encodeAuthenticated(id json.RawMessage, user string) []byte {
+	return mustJSON(authenticatedMsg{Type: "authenticated", ID: id, User: user})
 }
 
 // Control messages are rare; they go through encoding/json so that any

@@ -30,6 +30,11 @@ type metrics struct {
 	slowConsumers prometheus.Counter
 	clientErrs    *prometheus.CounterVec
 	writerLag     prometheus.Histogram
+	// Auth and entitlements (auth.go).
+	authFailures *prometheus.CounterVec // by reason
+	reloads      *prometheus.CounterVec // by result
+	revocations  *prometheus.CounterVec // by kind: symbol, session
+	refused      *prometheus.CounterVec // connections refused, by reason
 }
 
 func newMetrics(reg prometheus.Registerer, pace *pacer) *metrics {
@@ -68,6 +73,22 @@ func newMetrics(reg prometheus.Registerer, pace *pacer) *metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
 		}),
 	}
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tickerd_auth_failures_total",
+		Help: "Requests and sessions refused for their credential, by reason (missing, invalid, expired, timeout).",
+	}, []string{"reason"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tickerd_auth_reloads_total", Help: "Reloads of the -auth file, by result (ok, error).",
+	}, []string{"result"})
+	m.revocations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tickerd_revocations_total",
+		Help: "Entitlements withdrawn from open sessions: a symbol, or a whole session (user or key removed).",
+	}, []string{"kind"})
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tickerd_connections_refused_total",
+		Help: "Connections refused before a session began, by reason (user_limit, origin).",
+	}, []string{"reason"})
+	reg.MustRegister(m.authFailures, m.reloads, m.revocations, m.refused)
 	gap := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tickerd_pacing_gap_seconds",
 		Help: "Least time between two data writes of a session, widened while writers lag behind (pacing under load).",

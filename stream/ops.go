@@ -27,8 +27,13 @@ const (
 	OpAuth        = "auth"
 )
 
-// MaxOpBytes is the largest client op accepted, on any transport.
+// MaxOpBytes is the largest client op accepted by default, on any
+// transport (Config.MaxMessageBytes).
 const MaxOpBytes = 64 << 10
+
+// maxParseBytes is the largest op ParseOp reads, whatever the server's
+// setting.
+const maxParseBytes = 1 << 20
 
 // Op is one parsed client op. ID is the op's id as sent (a JSON number or
 // string), echoed verbatim in replies; nil when absent.
@@ -62,8 +67,8 @@ type rawOp struct {
 // ParseOp parses and validates one client op. Symbols are not validated
 // here: each bad symbol gets its own error when the op is applied.
 func ParseOp(b []byte) (*Op, error) {
-	if len(b) > MaxOpBytes {
-		return nil, &OpError{Msg: fmt.Sprintf("op larger than %d bytes", MaxOpBytes)}
+	if len(b) > maxParseBytes {
+		return nil, &OpError{Msg: fmt.Sprintf("op larger than %d bytes", maxParseBytes)}
 	}
 	var r rawOp
 	dec := json.NewDecoder(bytes.NewReader(b))

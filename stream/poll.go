@@ -53,8 +53,7 @@ func (srv *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	s := srv.newSession(TransportPoll)
 	s.poll = &pollState{lastPoll: time.Now()}
-	if err := srv.begin(r, s, q.Get("resume"), true); err != nil {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+	if !srv.beginAuthorized(w, r, s, q.Get("resume")) {
 		return
 	}
 	bw := &bufferWire{}

@@ -2,10 +2,12 @@ package stream
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 
 	"tickerd/conflate"
+	"tickerd/entitlements"
 	"tickerd/feed"
 )
 
@@ -16,8 +18,14 @@ type symbolError struct {
 }
 
 // serveSnapshot answers GET /v1/snapshot[?symbols=A,B][&fields=..]:
-// {"snapshots":[snapshot messages],"errors":[{"symbol","code"}]}.
+// {"snapshots":[snapshot messages],"errors":[{"symbol","code"}]}. Each
+// symbol comes from the tier the caller may see it in; without symbols,
+// every entitled symbol.
 func (srv *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	p, _, ok := srv.authRequest(w, r, false)
+	if !ok {
+		return
+	}
 	q := r.URL.Query()
 	fields := feed.AllFields
 	if f := q.Get("fields"); f != "" {
@@ -30,7 +38,7 @@ func (srv *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	syms := splitList(q.Get("symbols"))
 	if len(syms) == 0 {
-		syms = srv.src.Symbols()
+		syms = srv.entitledSymbols(p)
 	}
 	buf := getBuf()
 	defer putBuf(buf)
@@ -42,7 +50,14 @@ func (srv *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 			errs = append(errs, symbolError{Symbol: truncate(sym, 40), Code: CodeBadRequest})
 			continue
 		}
-		e := srv.src.Get(sym)
+		tier := srv.tierOf(p, sym)
+		if tier == entitlements.None {
+			srv.m.clientError(CodeNotEntitled)
+			errs = append(errs, symbolError{Symbol: sym, Code: CodeNotEntitled})
+			continue
+		}
+		delayed := tier == entitlements.Delayed
+		e := srv.source(delayed).Get(sym)
 		var v *conflate.View
 		if e != nil {
 			v = e.Read()
@@ -55,7 +70,7 @@ func (srv *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 			b = append(b, ',')
 		}
 		n++
-		b = append(b, encodeData(e, kindSnapshot, v, v.Set&fields)...)
+		b = append(b, encodeData(e, kindSnapshot, v, v.Set&fields, delayed)...)
 	}
 	b = append(b, `],"errors":`...)
 	eb, _ := json.Marshal(errs)
@@ -67,11 +82,33 @@ func (srv *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// serveSymbols answers GET /v1/symbols: every symbol holding data, sorted.
+// serveSymbols answers GET /v1/symbols: every symbol holding data that
+// the caller may see, in either tier, sorted.
 func (srv *Server) serveSymbols(w http.ResponseWriter, r *http.Request) {
+	p, _, ok := srv.authRequest(w, r, false)
+	if !ok {
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
-	_ = json.NewEncoder(w).Encode(map[string][]string{"symbols": srv.src.Symbols()})
+	_ = json.NewEncoder(w).Encode(map[string][]string{"symbols": srv.entitledSymbols(p)})
+}
+
+// entitledSymbols returns the symbols holding data that p may see. A
+// delayed-only symbol is listed once it has data in the realtime cache,
+// even if its delayed data is still pending.
+func (srv *Server) entitledSymbols(p *entitlements.Principal) []string {
+	all := srv.src.Symbols()
+	if srv.cfg.Auth == nil {
+		return all
+	}
+	out := all[:0]
+	for _, sym := range all {
+		if srv.tierOf(p, sym) != entitlements.None {
+			out = append(out, sym)
+		}
+	}
+	return out
 }
 
 // serveSessionOp answers POST /v1/sessions/{id}: one client op for an SSE
@@ -83,11 +120,11 @@ func (srv *Server) serveSessionOp(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "unknown session")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxOpBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(srv.cfg.MaxMessageBytes)))
 	var replies [][]byte
 	switch {
 	case err != nil:
-		replies = [][]byte{srv.errorReply(nil, CodeBadRequest, "", "op body unreadable or over 64 KiB")}
+		replies = [][]byte{srv.errorReply(nil, CodeBadRequest, "", fmt.Sprintf("op body unreadable or over %d bytes", srv.cfg.MaxMessageBytes))}
 	default:
 		if op, perr := ParseOp(body); perr != nil {
 			replies = [][]byte{srv.opErrorReply(perr)}

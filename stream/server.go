@@ -68,6 +68,28 @@ type Config struct {
 	WSDeflateMaxSessions int
 	// NoCompression turns off gzip on the HTTP transports.
 	NoCompression bool
+	// Auth checks credentials and entitlements (an entitlements.Store).
+	// Nil is open mode: no credential is asked for and every symbol is
+	// realtime.
+	Auth Entitler
+	// Delayed is the delayed tier's source: the cache as it was Delay ago.
+	// Nil means no delayed tier: symbols a user may only see delayed are
+	// not_entitled.
+	Delayed Source
+	// Delay is the delayed tier's delay, for the delivery latency metric.
+	Delay time.Duration
+	// AuthTimeout is how long a WebSocket client without a credential has
+	// to send its auth op. Default 10s.
+	AuthTimeout time.Duration
+	// MaxOpRate bounds a session's client ops per second (subscribe
+	// storms get limit_exceeded); bursts of twice as many pass. Default 20.
+	MaxOpRate float64
+	// MaxOpSymbols is the most symbols one subscribe or unsubscribe op may
+	// name. Default 1000.
+	MaxOpSymbols int
+	// MaxMessageBytes is the largest client message (WebSocket message or
+	// session op body). Default MaxOpBytes (64 KiB); at most 1 MiB.
+	MaxMessageBytes int
 	// AdminKey is the bearer key of the /v1/admin endpoints; empty means
 	// loopback peers only.
 	AdminKey string
@@ -91,6 +113,19 @@ func (c *Config) setDefaults() {
 	if c.MaxSymbols <= 0 {
 		c.MaxSymbols = 1000
 	}
+	if c.AuthTimeout <= 0 {
+		c.AuthTimeout = 10 * time.Second
+	}
+	if c.MaxOpRate <= 0 {
+		c.MaxOpRate = 20
+	}
+	if c.MaxOpSymbols <= 0 {
+		c.MaxOpSymbols = 1000
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = MaxOpBytes
+	}
+	c.MaxMessageBytes = min(c.MaxMessageBytes, maxParseBytes)
 	if c.PacingMaxGap == 0 {
 		c.PacingMaxGap = DefaultPacingMaxGap
 	} else if c.PacingMaxGap < 0 {
@@ -123,16 +158,19 @@ type Server struct {
 	sessions map[string]*Session // open, by id
 	live     map[string]*Session // open, by resume token
 	retained map[string]retained // closed, by resume token
-	wg       sync.WaitGroup      // one per open session, plus the janitor
-	quit     chan struct{}
-	drivers  *drivers
-	pace     *pacer
+	// userConns counts each user's open sessions (Limits.Connections).
+	userConns map[string]int
+	wg        sync.WaitGroup // one per open session, plus the janitor
+	quit      chan struct{}
+	drivers   *drivers
+	pace      *pacer
 	// deflating counts the WebSocket sessions with permessage-deflate.
 	deflating atomic.Int64
 }
 
 type retained struct {
 	id      string
+	user    string // whose session it was: only they may resume it
 	specs   []subSpec
 	expires time.Time
 	events  uint64 // messages the session had written
@@ -156,10 +194,11 @@ func NewServer(src Source, cfg Config) *Server {
 	pace := newPacer(cfg.PacingMaxGap)
 	srv := &Server{
 		cfg: cfg, src: src, m: newMetrics(cfg.Registerer, pace), log: cfg.Log, pace: pace,
-		sessions: make(map[string]*Session),
-		live:     make(map[string]*Session),
-		retained: make(map[string]retained),
-		quit:     make(chan struct{}),
+		sessions:  make(map[string]*Session),
+		live:      make(map[string]*Session),
+		retained:  make(map[string]retained),
+		userConns: make(map[string]int),
+		quit:      make(chan struct{}),
 	}
 	srv.drivers = newDrivers(srv.quit)
 	cfg.Registerer.MustRegister(newRateCollector(srv))
@@ -179,6 +218,7 @@ func (srv *Server) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/symbols", srv.cors(srv.serveSymbols))
 	mux.HandleFunc("OPTIONS /v1/{path...}", srv.servePreflight)
 	mux.HandleFunc("GET /v1/admin/sessions", srv.serveAdminSessions)
+	mux.HandleFunc("POST /v1/admin/reload", srv.serveAdminReload)
 }
 
 // cors lets browser pages of allowed origins (-allowed-origins; any when
@@ -305,15 +345,18 @@ func (srv *Server) newSession(transport string) *Session {
 }
 
 // admit registers s, reviving the retained session named by a resume
-// token (its id, token and subscriptions). The caller must end it with
-// finish. It fails only while shutting down.
-func (srv *Server) admit(s *Session, resumeToken string) error {
+// token (its id, token and subscriptions) if it was the same user's. The
+// caller must end it with finish. It fails while shutting down, and for
+// a user at its connection limit (errUserLimit). It returns the errors of
+// resumed symbols no longer entitled, for the caller to queue.
+func (srv *Server) admit(s *Session, resumeToken string) ([][]byte, error) {
+	who := s.userName()
 	srv.mu.Lock()
 	if srv.closing {
 		srv.mu.Unlock()
-		return errClosing
+		return nil, errClosing
 	}
-	if old := srv.live[resumeToken]; old != nil && resumeToken != "" {
+	if old := srv.live[resumeToken]; old != nil && resumeToken != "" && old.userName() == who {
 		// The client came back before its old connection was seen to die
 		// (or opened a second one): the newer connection takes over.
 		srv.mu.Unlock()
@@ -328,11 +371,15 @@ func (srv *Server) admit(s *Session, resumeToken string) error {
 		srv.mu.Lock()
 		if srv.closing {
 			srv.mu.Unlock()
-			return errClosing
+			return nil, errClosing
 		}
 	}
+	if err := srv.claimLocked(s, s.who.Load()); err != nil {
+		srv.mu.Unlock()
+		return nil, err
+	}
 	var specs []subSpec
-	if r, ok := srv.retained[resumeToken]; ok && resumeToken != "" {
+	if r, ok := srv.retained[resumeToken]; ok && resumeToken != "" && r.user == who {
 		delete(srv.retained, resumeToken)
 		if time.Now().Before(r.expires) && srv.sessions[r.id] == nil {
 			s.id, s.resume, specs = r.id, resumeToken, r.specs
@@ -354,22 +401,26 @@ func (srv *Server) admit(s *Session, resumeToken string) error {
 
 	s.tm.sessions.Inc()
 	s.tm.opened.Inc()
-	srv.log.Debug("session opened", "session", s.id, "transport", s.transport, "resumed", specs != nil)
-	s.restore(specs, s.confirmed)
-	return nil
+	srv.log.Debug("session opened", "session", s.id, "transport", s.transport, "user", who, "resumed", specs != nil)
+	return s.restore(specs, s.confirmed), nil
 }
 
 // finish unregisters a session; unless it ended for a reason that forbids
 // it (shutdown ends the process), it is kept for resume.
 func (srv *Server) finish(s *Session, code string) {
 	specs, confirmed := s.release()
+	if s.authWait != nil {
+		s.authWait.Stop()
+	}
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
 	delete(srv.live, s.resume)
+	user := s.user
+	srv.releaseLocked(s)
 	// A session whose token the client never got (WebSocket) cannot be
 	// resumed: it is not kept.
 	if s.disclosed && code != CloseShutdown && code != CloseRevoked && code != CloseUnauthorized && len(srv.retained) < maxRetained {
-		srv.retained[s.resume] = retained{id: s.id, specs: specs, expires: time.Now().Add(srv.cfg.Retention),
+		srv.retained[s.resume] = retained{id: s.id, user: user, specs: specs, expires: time.Now().Add(srv.cfg.Retention),
 			events: s.events, confirmed: confirmed}
 	}
 	srv.mu.Unlock()
@@ -383,7 +434,11 @@ func (srv *Server) finish(s *Session, code string) {
 // janitor drops expired retained sessions.
 func (srv *Server) janitor() {
 	defer srv.wg.Done()
-	t := time.NewTicker(min(srv.cfg.Retention/4, 5*time.Second))
+	tick := min(srv.cfg.Retention/4, 5*time.Second)
+	if srv.cfg.Auth != nil {
+		tick = min(tick, time.Second) // token expiry
+	}
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
@@ -405,6 +460,9 @@ func (srv *Server) janitor() {
 			srv.mu.Unlock()
 			for _, s := range polls {
 				srv.reapPoll(s, now, false)
+			}
+			if srv.cfg.Auth != nil {
+				srv.expire(now)
 			}
 		}
 	}
@@ -441,7 +499,9 @@ func (srv *Server) opErrorReply(err error) []byte {
 
 // begin admits s for a GET request and queues its first messages: the
 // session message (when hello is set) and the replies to the subscription
-// named by the query. It fails only while shutting down.
+// named by the query (held until the client authenticates, for a
+// WebSocket that connected without a credential). It fails while shutting
+// down and for a user at its connection limit (errUserLimit).
 func (srv *Server) begin(r *http.Request, s *Session, resume string, hello bool) error {
 	s.remote = r.RemoteAddr
 	s.disclosed = hello // the session message carries the token
@@ -458,17 +518,23 @@ func (srv *Server) begin(r *http.Request, s *Session, resume string, hello bool)
 	if s.drain.q != nil {
 		_ = s.drain.q.LimitUnsent(maxUnsent)
 	}
-	if err := srv.admit(s, resume); err != nil {
+	refused, err := srv.admit(s, resume)
+	if err != nil {
 		return err
 	}
 	if hello {
 		s.enqueue(encodeSession(s.id, s.resume))
 	}
+	s.enqueue(refused...)
 	q := r.URL.Query()
 	op, err := initialOp(q.Get("symbols"), q.Get("fields"), q.Get("maxHz"))
 	switch {
 	case err != nil:
 		s.enqueue(srv.opErrorReply(err))
+	case op != nil && srv.cfg.Auth != nil && s.who.Load() == nil:
+		s.mu.Lock()
+		s.early = op
+		s.mu.Unlock()
 	case op != nil:
 		s.enqueue(s.apply(op)...)
 	}
@@ -490,18 +556,48 @@ func (srv *Server) beginHTTPFrom(w http.ResponseWriter, r *http.Request, transpo
 	}
 	s := srv.newSession(transport)
 	s.resumeFrom = lastEvent
-	if err := srv.begin(r, s, resume, true); err != nil {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+	if !srv.beginAuthorized(w, r, s, resume) {
 		return nil
 	}
 	return s
 }
 
-// originAllowed checks a browser's Origin against the allow-list. Requests
-// without Origin (non-browser clients) pass.
+// beginAuthorized checks an HTTP request's credential and begins s with
+// it; when s cannot start it answers the request itself (401, 429, 503).
+func (srv *Server) beginAuthorized(w http.ResponseWriter, r *http.Request, s *Session, resume string) bool {
+	p, cred, ok := srv.authRequest(w, r, false)
+	if !ok {
+		return false
+	}
+	s.setIdentity(p, cred)
+	switch err := srv.begin(r, s, resume, true); {
+	case errors.Is(err, errUserLimit):
+		srv.refuseUserLimit(w)
+		return false
+	case err != nil:
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return false
+	}
+	return true
+}
+
+// originAllowed checks a browser's Origin against the allow-list; with
+// no list, pages of the server's own host pass, and any page in open
+// mode. Requests without Origin (non-browser clients) pass.
 func (srv *Server) originAllowed(r *http.Request) bool {
+	if srv.originOK(r) {
+		return true
+	}
+	srv.m.refused.WithLabelValues("origin").Inc()
+	return false
+}
+
+func (srv *Server) originOK(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin == "" || len(srv.cfg.AllowedOrigins) == 0 {
+	if origin == "" {
+		return true
+	}
+	if len(srv.cfg.AllowedOrigins) == 0 && srv.cfg.Auth == nil {
 		return true
 	}
 	u, err := url.Parse(origin)

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -9,7 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"tickerd/conflate"
+	"tickerd/entitlements"
 	"tickerd/feed"
 )
 
@@ -84,6 +88,18 @@ type Session struct {
 	kickUrgent func()
 	// poll is set on long-poll sessions (poll.go).
 	poll *pollState
+
+	// Identity and limits (auth.go). who is nil in open mode, and on a
+	// WebSocket session until its auth op.
+	who      atomic.Pointer[entitlements.Principal]
+	cred     string        // the credential who came from, checked again on reload (guarded by mu); never logged
+	user     string        // the user whose connection count holds this session (guarded by srv.mu)
+	maxSyms  int           // the user's subscription limit; 0 = the server's (guarded by mu)
+	maxHz    float64       // the user's rate limit; 0 = the server's (guarded by mu)
+	maxBPS   atomic.Int64  // the user's bandwidth cap; 0 = the server's
+	ops      *rate.Limiter // client ops per second, made on the first op (guarded by mu)
+	early    *Op           // the query's subscription, held until the client authenticates (guarded by mu)
+	authWait *time.Timer   // closes a WebSocket session that does not authenticate in time
 }
 
 // sessionStats are a session's figures for readers other than its writer
@@ -117,10 +133,11 @@ type sub struct {
 	nextDirty *sub        // link in s.dirty; written only by whoever pushes b
 
 	// Guarded by s.mu.
-	fields feed.FieldSet
-	gone   bool
-	gap    time.Duration // least time between two messages (1/maxHz)
-	next   time.Duration // earliest next message, as time since s.created
+	fields  feed.FieldSet
+	gone    bool
+	delayed bool          // reads the delayed tier's source
+	gap     time.Duration // least time between two messages (1/maxHz)
+	next    time.Duration // earliest next message, as time since s.created
 	// sent is the version of the record the last message brought the
 	// client up to: after any message the client holds exactly sent's
 	// values of the subscribed fields. nil = a snapshot is due, or, with
@@ -143,10 +160,11 @@ func (s *Session) findLocked(sym string) (int, bool) {
 	return i, i < len(s.subs) && s.subs[i].symbol() == sym
 }
 
-// addLocked subscribes sym, keeping s.subs sorted. s.mu must be held.
-func (s *Session) addLocked(i int, sym string, fields feed.FieldSet, gap time.Duration) *sub {
-	b := &sub{s: s, fields: fields, gap: gap}
-	s.srv.src.Watch(&b.watch, sym, b)
+// addLocked subscribes sym from the realtime or delayed source, keeping
+// s.subs sorted. s.mu must be held.
+func (s *Session) addLocked(i int, sym string, fields feed.FieldSet, gap time.Duration, delayed bool) *sub {
+	b := &sub{s: s, fields: fields, gap: gap, delayed: delayed}
+	s.srv.source(delayed).Watch(&b.watch, sym, b)
 	s.subs = slices.Insert(s.subs, i, b)
 	return b
 }
@@ -219,6 +237,16 @@ func (s *Session) enqueue(msgs ...[]byte) {
 	s.signal()
 }
 
+// takeCtrl empties the control queue and returns what it held.
+func (s *Session) takeCtrl() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	msgs := slices.Clone(s.ctrl)
+	clear(s.ctrl)
+	s.ctrl = s.ctrl[:0]
+	return msgs
+}
+
 // ctrlFull reports whether the control queue is at its bound.
 func (s *Session) ctrlFull() bool {
 	s.mu.Lock()
@@ -229,6 +257,10 @@ func (s *Session) ctrlFull() bool {
 // apply carries out one client op and returns its replies (acks, errors,
 // pongs), which the caller delivers.
 func (s *Session) apply(op *Op) [][]byte {
+	if !s.allowOp() {
+		return [][]byte{s.srv.errorReply(op.ID, CodeLimitExceeded, "",
+			fmt.Sprintf("too many ops: at most %g per second", s.srv.cfg.MaxOpRate))}
+	}
 	switch op.Op {
 	case OpSubscribe:
 		return s.subscribe(op)
@@ -237,16 +269,21 @@ func (s *Session) apply(op *Op) [][]byte {
 	case OpPing:
 		return [][]byte{encodePong(op.ID, time.Now().UnixMicro())}
 	case OpAuth:
-		// Open mode: there is nothing to authenticate against; the
-		// credential is accepted and changes nothing.
-		return nil
+		return s.authOp(op)
 	}
 	return [][]byte{s.srv.errorReply(op.ID, CodeBadRequest, "", "unknown op")}
 }
 
 func (s *Session) subscribe(op *Op) [][]byte {
-	hz := s.srv.clampHz(op.MaxHz)
-	gap := time.Duration(float64(time.Second) / hz)
+	srv := s.srv
+	p := s.who.Load()
+	if srv.cfg.Auth != nil && p == nil {
+		return [][]byte{srv.errorReply(op.ID, CodeUnauthorized, "", "authenticate first: send an auth op")}
+	}
+	if len(op.Symbols) > srv.cfg.MaxOpSymbols {
+		return [][]byte{srv.errorReply(op.ID, CodeLimitExceeded, "",
+			fmt.Sprintf("too many symbols in one op: at most %d", srv.cfg.MaxOpSymbols))}
+	}
 	var accepted []string
 	var fresh []*sub
 	var errs [][]byte
@@ -257,6 +294,7 @@ func (s *Session) subscribe(op *Op) [][]byte {
 	if s.closed {
 		return nil
 	}
+	gap := s.gapLocked(op.MaxHz)
 	for _, sym := range op.Symbols {
 		if seen[sym] {
 			continue
@@ -266,18 +304,27 @@ func (s *Session) subscribe(op *Op) [][]byte {
 			errs = append(errs, s.srv.errorReply(op.ID, CodeBadRequest, truncate(sym, 40), "bad symbol: want [A-Z0-9][A-Z0-9._:-]{0,31}"))
 			continue
 		}
+		tier := srv.tierOf(p, sym)
+		if tier == entitlements.None {
+			errs = append(errs, srv.errorReply(op.ID, CodeNotEntitled, sym, "not entitled to this symbol"))
+			continue
+		}
+		delayed := tier == entitlements.Delayed
 		i, found := s.findLocked(sym)
 		var b *sub
 		if found {
 			b = s.subs[i]
 			b.fields, b.gap = op.Fields, gap
 			b.next, b.sent = 0, nil // a fresh snapshot
+			if b.delayed != delayed {
+				s.moveLocked(b, delayed)
+			}
 		} else {
-			if len(s.subs) >= s.srv.cfg.MaxSymbols {
-				errs = append(errs, s.srv.errorReply(op.ID, CodeLimitExceeded, sym, "too many symbols in this session"))
+			if len(s.subs) >= s.maxSymbolsLocked() {
+				errs = append(errs, srv.errorReply(op.ID, CodeLimitExceeded, sym, "too many symbols in this session"))
 				continue
 			}
-			b = s.addLocked(i, sym, op.Fields, gap)
+			b = s.addLocked(i, sym, op.Fields, gap, delayed)
 		}
 		accepted = append(accepted, sym)
 		fresh = append(fresh, b)
@@ -292,6 +339,13 @@ func (s *Session) subscribe(op *Op) [][]byte {
 }
 
 func (s *Session) unsubscribe(op *Op) [][]byte {
+	if s.srv.cfg.Auth != nil && s.who.Load() == nil {
+		return [][]byte{s.srv.errorReply(op.ID, CodeUnauthorized, "", "authenticate first: send an auth op")}
+	}
+	if len(op.Symbols) > s.srv.cfg.MaxOpSymbols {
+		return [][]byte{s.srv.errorReply(op.ID, CodeLimitExceeded, "",
+			fmt.Sprintf("too many symbols in one op: at most %d", s.srv.cfg.MaxOpSymbols))}
+	}
 	var done []string
 	var errs [][]byte
 	s.mu.Lock()
@@ -348,23 +402,32 @@ func (s *Session) release() ([]subSpec, uint64) {
 	return specs, confirmed
 }
 
-// restore subscribes to retained specs. A symbol whose last messages up
-// to the client's confirmed count are known resumes from there (only what
-// changed since is sent); any other gets a fresh snapshot.
-func (s *Session) restore(specs []subSpec, confirmed uint64) {
+// restore subscribes to retained specs, as the session's principal is
+// entitled now: a symbol it may no longer see gets not_entitled (among
+// the returned errors). A symbol whose last messages up to the client's
+// confirmed count are known resumes from there (only what changed since
+// is sent); any other gets a fresh snapshot.
+func (s *Session) restore(specs []subSpec, confirmed uint64) (errs [][]byte) {
+	p := s.who.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sp := range specs {
-		if len(s.subs) >= s.srv.cfg.MaxSymbols {
+		if len(s.subs) >= s.maxSymbolsLocked() {
 			break
+		}
+		tier := s.srv.tierOf(p, sp.sym)
+		if tier == entitlements.None {
+			errs = append(errs, s.srv.errorReply(nil, CodeNotEntitled, sp.sym, "not entitled to this symbol"))
+			continue
 		}
 		i, found := s.findLocked(sp.sym)
 		if !found {
-			b := s.addLocked(i, sp.sym, sp.fields, sp.gap)
+			b := s.addLocked(i, sp.sym, sp.fields, max(sp.gap, s.minGapLocked()), tier == entitlements.Delayed)
 			b.resumeSeq, b.hist = resumePoint(sp.hist, confirmed)
 			b.Notify()
 		}
 	}
+	return errs
 }
 
 // collect gathers what is due now into sc.out (control messages first,
@@ -411,8 +474,12 @@ func (s *Session) collect(now time.Time, sc *scratch, data bool) (next time.Time
 		msg, skipped := dataMessage(b, e, v)
 		conflated += skipped
 		if msg != nil {
+			ts := v.TS
+			if b.delayed {
+				ts += s.srv.cfg.Delay.Microseconds() // latency counts from when it became due
+			}
 			sc.out = append(sc.out, msg)
-			sc.outTS = append(sc.outTS, v.TS)
+			sc.outTS = append(sc.outTS, ts)
 			sc.data++
 			b.next = at + b.gap
 			b.hist[1] = b.hist[0]
@@ -445,11 +512,11 @@ func dataMessage(b *sub, e *conflate.Entry, v *conflate.View) (msg []byte, skipp
 			// changed after it (perhaps a field it has; never one less).
 			b.resumeSeq = 0
 			if mask := v.ChangedSince(since) & b.fields; v.Seq > since && mask != 0 {
-				return encodeData(e, kindUpdate, v, mask), v.Seq - since - 1
+				return encodeData(e, kindUpdate, v, mask, b.delayed), v.Seq - since - 1
 			}
 			return nil, 0
 		}
-		return encodeData(e, kindSnapshot, v, v.Set&b.fields), 0
+		return encodeData(e, kindSnapshot, v, v.Set&b.fields, b.delayed), 0
 	}
 	mask := v.ChangedSince(prev.Seq) & b.fields
 	// A field that went A→B→A between two messages has not changed for
@@ -463,7 +530,7 @@ func dataMessage(b *sub, e *conflate.Entry, v *conflate.View) (msg []byte, skipp
 	if mask == 0 {
 		return nil, skipped
 	}
-	return encodeData(e, kindUpdate, v, mask), skipped
+	return encodeData(e, kindUpdate, v, mask, b.delayed), skipped
 }
 
 // initialOp turns the query parameters of a GET into a subscribe op; nil if

@@ -50,6 +50,13 @@ func (s *Session) step(w wire, now time.Time) (due time.Time, code string, ended
 	}
 	select {
 	case <-s.stop:
+		if msgs := s.takeCtrl(); len(msgs) > 0 && s.stopCode != CloseSlowConsumer {
+			// Replies queued before the stop (the error that explains
+			// it) go out ahead of the close message.
+			if _, err := w.writeBatch(msgs, s.events, now.Add(closeGrace)); err == nil {
+				s.events += uint64(len(msgs))
+			}
+		}
 		_ = w.writeClose(s.stopCode, s.stopMsg, now.Add(closeGrace))
 		return time.Time{}, s.stopCode, true
 	default:
@@ -179,7 +186,7 @@ func (s *Session) wrote(w wire, now time.Time, n int, data bool) (closed bool) {
 	if need > gap {
 		gap, limit = need, limitClient
 	}
-	if bps := cfg.MaxSessionBPS; bps > 0 {
+	if bps := s.bpsCap(); bps > 0 {
 		if g := time.Duration(float64(n) / float64(bps) * float64(time.Second)); g > gap {
 			gap, limit = g, limitBandwidth
 		}

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -38,6 +39,16 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	// A bad credential gets 401 before the upgrade; none at all leaves the
+	// client its auth op (awaitAuth).
+	p, cred, ok := srv.authRequest(w, r, true)
+	if !ok {
+		return
+	}
+	if srv.atUserLimit(p) {
+		srv.refuseUserLimit(w)
+		return
+	}
 	// permessage-deflate, if the client offers it and there is room.
 	u := upgrader
 	ext := wsflate.Extension{Parameters: wsDeflateParams}
@@ -68,11 +79,23 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	d.s.kickUrgent = d.kickUrgent
 	d.s.drain.q = sockstat.For(conn)
 	d.timer = time.AfterFunc(time.Hour, d.timerFired)
+	d.s.setIdentity(p, cred)
 	if err := srv.begin(r, d.s, r.URL.Query().Get("resume"), false); err != nil {
 		d.timer.Stop()
-		_ = d.writeCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, CloseShutdown), time.Now().Add(closeGrace))
+		body := ws.NewCloseFrameBody(ws.StatusGoingAway, CloseShutdown)
+		if errors.Is(err, errUserLimit) { // lost a race with another connection of the user
+			srv.m.refused.WithLabelValues("user_limit").Inc()
+			body = ws.NewCloseFrameBody(ws.StatusPolicyViolation, CloseLimitExceeded)
+		}
+		_ = d.writeCloseFrame(body, time.Now().Add(closeGrace))
 		conn.Close()
+		if d.deflate {
+			srv.deflating.Add(-1)
+		}
 		return
+	}
+	if srv.cfg.Auth != nil && p == nil {
+		d.s.awaitAuth()
 	}
 	d.startReading(early)
 	d.kick()

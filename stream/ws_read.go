@@ -378,14 +378,15 @@ func (d *wsDriver) readControl(r io.Reader, h ws.Header) error {
 }
 
 // readData receives a data frame; a message complete with it is handled.
-// A message of more than MaxOpBytes is refused with status 1009.
+// A message of more than Config.MaxMessageBytes is refused with status 1009.
 func (d *wsDriver) readData(r io.Reader, h ws.Header, compressed bool) error {
 	f := d.frag
 	if f == nil {
 		f = &wsFragments{op: h.OpCode, compressed: compressed}
 	}
-	if int64(f.size)+h.Length > MaxOpBytes {
-		return &wsStatusError{ws.StatusMessageTooBig, fmt.Sprintf("message larger than %d bytes", MaxOpBytes), h.Length}
+	limit := d.srv.cfg.MaxMessageBytes
+	if int64(f.size)+h.Length > int64(limit) {
+		return &wsStatusError{ws.StatusMessageTooBig, fmt.Sprintf("message larger than %d bytes", limit), h.Length}
 	}
 	n := int(h.Length)
 	f.size += n
@@ -407,8 +408,8 @@ func (d *wsDriver) readData(r io.Reader, h ws.Header, compressed bool) error {
 	msg := f.buf
 	if f.compressed && f.op == ws.OpText {
 		var err error
-		if msg, err = inflateMessage(f.buf, MaxOpBytes); errors.Is(err, errTooBig) {
-			return &wsStatusError{ws.StatusMessageTooBig, fmt.Sprintf("message inflates past %d bytes", MaxOpBytes), 0}
+		if msg, err = inflateMessage(f.buf, limit); errors.Is(err, errTooBig) {
+			return &wsStatusError{ws.StatusMessageTooBig, fmt.Sprintf("message inflates past %d bytes", limit), 0}
 		} else if err != nil {
 			return &wsStatusError{ws.StatusProtocolError, "bad compressed message: " + err.Error(), 0}
 		}

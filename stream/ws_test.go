@@ -185,7 +185,7 @@ func TestWSPingFrame(t *testing.T) {
 }
 
 func TestWSSeveralOpsInOneWrite(t *testing.T) {
-	ts := newTestServer(t, stream.Config{})
+	ts := newTestServer(t, stream.Config{MaxOpRate: 1e6}) // the op rate limit is not under test here
 	ts.put(t, "AAA", "bid", "1")
 	c := dialRaw(t, ts, "")
 	var ops [][]byte
