@@ -40,6 +40,15 @@ type config struct {
 	streamPadding  int
 	wsDeflateMax   int
 	adminKey       string
+	authFile       string
+	delay          time.Duration
+	delayBuffer    int64
+	authTimeout    time.Duration
+	maxOpRate      float64
+	maxOpSymbols   int
+	maxMessage     int
+	tlsCert        string
+	tlsKey         string
 	logFormat      string
 	logLevel       string
 }
@@ -69,7 +78,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Int64Var(&c.simSeed, "sim-seed", 1, "built-in simulator: random seed")
 	fs.StringVar(&c.ingestKey, "ingest-key", "", "bearer `key` required on POST /v1/ingest; empty = loopback peers only")
 	fs.StringVar(&c.adminKey, "admin-key", "", "bearer `key` required on /v1/admin/*; empty = loopback peers only")
-	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma `list` of browser Origins allowed; empty = any (open mode)")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", "", "comma `list` of browser Origins allowed; empty = the server's own host only, plus any in open mode")
+	fs.StringVar(&c.authFile, "auth", "", "entitlements `file` (YAML: groups, users, API keys, jwt); empty = open mode. Reloaded on SIGHUP and POST /v1/admin/reload")
+	fs.DurationVar(&c.delay, "delay", 15*time.Minute, "delay of the delayed tier")
+	fs.Int64Var(&c.delayBuffer, "delay-buffer", 256<<20, "`bytes` the delayed tier may buffer; past it, changes are grouped more coarsely (never younger than -delay)")
+	fs.DurationVar(&c.authTimeout, "auth-timeout", 10*time.Second, "time a WebSocket client without a credential has to send its auth op")
+	fs.Float64Var(&c.maxOpRate, "max-op-rate", 20, "client ops per second per session (bursts of twice as many pass); more get limit_exceeded")
+	fs.IntVar(&c.maxOpSymbols, "max-op-symbols", 1000, "most symbols one subscribe or unsubscribe op may name")
+	fs.IntVar(&c.maxMessage, "max-message-bytes", 64<<10, "largest client message (WebSocket message, session op body) in `bytes`, at most 1 MiB")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM); with -tls-key, serves HTTPS and WSS. Reloaded on SIGHUP")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
 	fs.Float64Var(&c.maxHz, "max-hz", 20, "ceiling on messages per symbol per second per session")
 	fs.IntVar(&c.maxSymbols, "max-session-symbols", 1000, "most symbols one session may subscribe")
 	fs.Int64Var(&c.maxSessionBPS, "max-session-bps", 0, "most `bytes` per second written to one session, averaged over its writes; 0 = no cap")
@@ -115,6 +133,13 @@ func (c *config) validate() error {
 	check(c.streamPadding >= 0 && c.streamPadding <= 65536, "-stream-padding must be 0..65536, got %d", c.streamPadding)
 	check(c.wsDeflateMax >= 0, "-ws-deflate-max-sessions must be ≥ 0, got %d", c.wsDeflateMax)
 	check(c.maxBody > 0, "-max-ingest-body must be > 0, got %d", c.maxBody)
+	check(c.delay >= time.Second, "-delay must be ≥ 1s, got %v", c.delay)
+	check(c.delayBuffer >= 1<<20, "-delay-buffer must be ≥ 1048576 bytes, got %d", c.delayBuffer)
+	check(c.authTimeout > 0, "-auth-timeout must be > 0, got %v", c.authTimeout)
+	check(c.maxOpRate > 0, "-max-op-rate must be > 0, got %g", c.maxOpRate)
+	check(c.maxOpSymbols >= 1, "-max-op-symbols must be ≥ 1, got %d", c.maxOpSymbols)
+	check(c.maxMessage >= 1024 && c.maxMessage <= 1<<20, "-max-message-bytes must be 1024..1048576, got %d", c.maxMessage)
+	check((c.tlsCert == "") == (c.tlsKey == ""), "-tls-cert and -tls-key go together")
 	check(c.logFormat == "text" || c.logFormat == "json", "-log-format must be text or json, got %q", c.logFormat)
 	var lvl slog.Level
 	check(lvl.UnmarshalText([]byte(c.logLevel)) == nil, "-log-level must be debug, info, warn or error, got %q", c.logLevel)

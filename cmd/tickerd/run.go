@@ -39,8 +39,18 @@ func run(c *config, log *slog.Logger) error {
 	cache := conflate.New()
 	registerCacheMetrics(reg, cache)
 	ingestMetrics := feed.NewMetrics(reg)
+	auth, err := openAuth(c, log)
+	if err != nil {
+		return err
+	}
+	var cert *certificate
+	if c.tlsCert != "" {
+		if cert, err = loadCertificate(c.tlsCert, c.tlsKey); err != nil {
+			return err
+		}
+	}
 
-	srv := stream.NewServer(cache, stream.Config{
+	cfg := stream.Config{
 		MaxHz:                c.maxHz,
 		Heartbeat:            c.heartbeat,
 		StallTimeout:         c.stallTimeout,
@@ -53,8 +63,28 @@ func run(c *config, log *slog.Logger) error {
 		StreamPadding:        c.streamPadding,
 		WSDeflateMaxSessions: c.wsDeflateMax,
 		AdminKey:             c.adminKey,
+		AuthTimeout:          c.authTimeout,
+		MaxOpRate:            c.maxOpRate,
+		MaxOpSymbols:         c.maxOpSymbols,
+		MaxMessageBytes:      c.maxMessage,
 		Registerer:           reg,
 		Log:                  log,
+	}
+	if auth != nil {
+		cfg.Auth = auth
+	}
+	srv := stream.NewServer(cache, cfg)
+	onHangup(ctx, func() {
+		if auth != nil {
+			_ = srv.Reload() // logs its outcome
+		}
+		if cert != nil {
+			if err := cert.reload(); err != nil {
+				log.Error("TLS certificate reload failed; the previous one stays", "err", err)
+			} else {
+				log.Info("TLS certificate reloaded", "cert", c.tlsCert)
+			}
+		}
 	})
 
 	mux := http.NewServeMux()
@@ -76,9 +106,6 @@ func run(c *config, log *slog.Logger) error {
 	if c.ingestKey == "" {
 		log.Warn("no -ingest-key: POST /v1/ingest accepts loopback peers only")
 	}
-	if c.allowedOrigins == "" {
-		log.Warn("open mode: no -auth, any origin may connect")
-	}
 
 	// Feeds run until ctx ends; each has an owner that waits for it.
 	feedCtx, stopFeeds := context.WithCancel(context.Background())
@@ -99,8 +126,15 @@ func run(c *config, log *slog.Logger) error {
 		ConnContext:       stream.ConnContext,
 	}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	log.Info("tickerd serving", "url", "http://"+displayAddr(ln.Addr()), "feeds", c.feeds.String())
+	scheme := "http://"
+	if cert != nil {
+		scheme = "https://"
+		hs.TLSConfig = cert.config()
+		go func() { served <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- hs.Serve(ln) }()
+	}
+	log.Info("tickerd serving", "url", scheme+displayAddr(ln.Addr()), "feeds", c.feeds.String())
 
 	select {
 	case err := <-served:
