@@ -140,10 +140,11 @@ func get(t *testing.T, u string, h http.Header) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// dialAuth opens a session with credentials in a header.
+// dialAuth opens a session with credentials in a header, keeping its
+// data messages (for noDataFor).
 func dialAuth(t *testing.T, ts *authServer, transport, tok string, q url.Values) *streamtest.Conn {
 	t.Helper()
-	c, err := streamtest.DialHeader(context.Background(), ts.base, transport, q, bearer(tok))
+	c, err := streamtest.DialOptions(context.Background(), ts.base, transport, q, streamtest.Options{Header: bearer(tok), Log: true})
 	if err != nil {
 		t.Fatal(err)
 	}
