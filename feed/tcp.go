@@ -24,6 +24,8 @@ type TCPAdapter struct {
 	Sink    Sink
 	Counter Counter
 	Log     *slog.Logger
+	// Conns, if set, is told of each connection opened (1) and closed (-1).
+	Conns func(delta int)
 }
 
 // Serve accepts connections on ln until ctx ends, then closes ln and every
@@ -76,6 +78,10 @@ func (a *TCPAdapter) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (a *TCPAdapter) serveConn(c net.Conn) {
+	if a.Conns != nil {
+		a.Conns(1)
+		defer a.Conns(-1)
+	}
 	log := a.Log
 	if log == nil {
 		log = slog.Default()

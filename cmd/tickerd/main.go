@@ -49,6 +49,7 @@ type config struct {
 	maxMessage     int
 	tlsCert        string
 	tlsKey         string
+	staleAfter     time.Duration
 	logFormat      string
 	logLevel       string
 }
@@ -88,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.maxMessage, "max-message-bytes", 64<<10, "largest client message (WebSocket message, session op body) in `bytes`, at most 1 MiB")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM); with -tls-key, serves HTTPS and WSS. Reloaded on SIGHUP")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
+	fs.DurationVar(&c.staleAfter, "stale-after", 0, "mark a feed's symbols status stale when it sends nothing this long (e.g. 30s); 0 = never")
 	fs.Float64Var(&c.maxHz, "max-hz", 20, "ceiling on messages per symbol per second per session")
 	fs.IntVar(&c.maxSymbols, "max-session-symbols", 1000, "most symbols one session may subscribe")
 	fs.Int64Var(&c.maxSessionBPS, "max-session-bps", 0, "most `bytes` per second written to one session, averaged over its writes; 0 = no cap")
@@ -135,6 +137,7 @@ func (c *config) validate() error {
 	check(c.maxBody > 0, "-max-ingest-body must be > 0, got %d", c.maxBody)
 	check(c.delay >= time.Second, "-delay must be ≥ 1s, got %v", c.delay)
 	check(c.delayBuffer >= 1<<20, "-delay-buffer must be ≥ 1048576 bytes, got %d", c.delayBuffer)
+	check(c.staleAfter >= 0, "-stale-after must be ≥ 0, got %v", c.staleAfter)
 	check(c.authTimeout > 0, "-auth-timeout must be > 0, got %v", c.authTimeout)
 	check(c.maxOpRate > 0, "-max-op-rate must be > 0, got %g", c.maxOpRate)
 	check(c.maxOpSymbols >= 1, "-max-op-symbols must be ≥ 1, got %d", c.maxOpSymbols)

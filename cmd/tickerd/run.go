@@ -39,6 +39,7 @@ func run(c *config, log *slog.Logger) error {
 	cache := conflate.New()
 	registerCacheMetrics(reg, cache)
 	ingestMetrics := feed.NewMetrics(reg)
+	health := newHealth(cache, c.staleAfter, reg)
 	auth, err := openAuth(c, log)
 	if err != nil {
 		return err
@@ -90,12 +91,12 @@ func run(c *config, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	srv.Register(mux)
 	mux.Handle("POST /v1/ingest", &feed.IngestHandler{
-		Sink: cache, Key: c.ingestKey, MaxBody: c.maxBody,
+		Sink: health.Sink("http"), Key: c.ingestKey, MaxBody: c.maxBody,
 		Counter: ingestMetrics.Counter("http"), Log: log,
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ready") })
+	mux.HandleFunc("GET /readyz", health.serveReady)
 	registerUI(mux)
 	registerDebug(mux)
 
@@ -111,8 +112,10 @@ func run(c *config, log *slog.Logger) error {
 	feedCtx, stopFeeds := context.WithCancel(context.Background())
 	var feeds sync.WaitGroup
 	defer func() { stopFeeds(); feeds.Wait() }()
+	feeds.Add(1)
+	go func() { defer feeds.Done(); health.run(feedCtx) }()
 	for _, f := range c.feeds.Values {
-		if err := startFeed(feedCtx, &feeds, f, c, cache, ingestMetrics, log); err != nil {
+		if err := startFeed(feedCtx, &feeds, f, c, health.h, ingestMetrics, log); err != nil {
 			ln.Close()
 			return err
 		}
@@ -157,7 +160,7 @@ func run(c *config, log *slog.Logger) error {
 }
 
 // startFeed starts one -feed source under wg.
-func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, cache *conflate.Cache,
+func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, health *feed.Health,
 	m *feed.Metrics, log *slog.Logger) error {
 	kind, arg, _ := strings.Cut(spec, ":")
 	switch kind {
@@ -168,7 +171,7 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 		if err != nil {
 			return fmt.Errorf("-feed sim: %w", err)
 		}
-		counted := countingSink{Sink: cache, c: m.Counter("sim")}
+		counted := countingSink{Sink: health.Sink("sim"), c: m.Counter("sim")}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -182,7 +185,7 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 		if err != nil {
 			return fmt.Errorf("-feed %s: %w", spec, err)
 		}
-		counted := countingSink{Sink: cache, c: m.Counter("replay")}
+		counted := countingSink{Sink: health.Sink("replay"), c: m.Counter("replay")}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -201,7 +204,8 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 		if err != nil {
 			return fmt.Errorf("-feed %s: %w", spec, err)
 		}
-		a := &feed.TCPAdapter{Sink: cache, Counter: m.Counter("tcp"), Log: log}
+		a := &feed.TCPAdapter{Sink: health.Sink("tcp"), Counter: m.Counter("tcp"), Log: log,
+			Conns: func(delta int) { health.Connected("tcp", delta) }}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tickerd/conflate"
+	"tickerd/feed"
+)
+
+// feedHealth wires feed.Health to the cache, the metrics and /readyz.
+type feedHealth struct {
+	h     *feed.Health
+	cache *conflate.Cache
+}
+
+func newHealth(cache *conflate.Cache, staleAfter time.Duration, reg prometheus.Registerer) *feedHealth {
+	fh := &feedHealth{h: feed.NewHealth(cache, staleAfter), cache: cache}
+	reg.MustRegister(fh.h.Collector())
+	return fh
+}
+
+func (fh *feedHealth) Sink(name string) feed.Sink { return fh.h.Sink(name) }
+
+func (fh *feedHealth) run(ctx context.Context) { fh.h.Run(ctx, fh.status) }
+
+// status is a symbol's status field in the cache ("" if it has none).
+func (fh *feedHealth) status(sym string) string {
+	e := fh.cache.Get(sym)
+	if e == nil {
+		return ""
+	}
+	v := e.Read()
+	if !v.Set.Has(feed.Status) {
+		return ""
+	}
+	return v.Values[feed.Status].String()
+}
+
+// serveReady answers GET /readyz: 200 once serving, whatever the feeds
+// (contract), with their health in the body; ?strict=1 answers 503 while
+// a feed is stale, for load balancers that should route around it.
+func (fh *feedHealth) serveReady(w http.ResponseWriter, r *http.Request) {
+	rep := fh.h.Report()
+	code := http.StatusOK
+	if r.URL.Query().Get("strict") != "" && !rep.Healthy {
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(struct {
+		Status string `json:"status"`
+		feed.HealthReport
+	}{"ready", rep})
+}
