@@ -18,6 +18,24 @@ type Cache struct {
 	seed   maphash.Seed
 	shards [numShards]shard
 	now    func() int64 // ingest clock, Unix microseconds
+	tap    atomic.Pointer[Tap]
+}
+
+// Tap is told of every change Apply makes, in seq order per symbol, with the
+// entry's lock held: it must be quick, must not block and must not call back
+// into the cache. values holds the record after the change (only the fields
+// in changed changed); the tap must copy what it keeps (the array is reused).
+type Tap func(sym string, seq uint64, ts int64, changed feed.FieldSet, values *[feed.NumFields]feed.Value)
+
+// SetTap installs t as the cache's one tap, replacing any other; nil removes
+// it. It is safe to call while Apply runs: Applies that started before it
+// may still call the old tap. ApplySeq does not call the tap.
+func (c *Cache) SetTap(t Tap) {
+	if t == nil {
+		c.tap.Store(nil)
+		return
+	}
+	c.tap.Store(&t)
 }
 
 // shard is one slice of the symbol map. Symbols are created far less often
@@ -68,25 +86,12 @@ func (c *Cache) entry(sym string, create bool) *Entry {
 // Apply folds u into the cache. Fields whose value is unchanged are
 // ignored; if any changed, the symbol gets its next seq, its ingest time
 // (u.TS, or now when zero) and its watchers are notified. It reports whether
-// anything changed. Apply does not keep u and does not allocate once the
-// symbol exists.
+// anything changed. A tap (SetTap) is told of the change before the
+// watchers. Apply does not keep u and does not allocate once the symbol
+// exists.
 func (c *Cache) Apply(u *feed.Update) bool {
-	e := c.entry(u.Symbol, true)
-	for {
-		e.mu.Lock()
-		if !e.dead {
-			break
-		}
-		e.mu.Unlock() // removed while we looked it up: take the live one
-		e = c.entry(u.Symbol, true)
-	}
-	cur := e.cur
-	var changed feed.FieldSet
-	for f, rest, ok := u.Set.Next(); ok; f, rest, ok = rest.Next() {
-		if !cur.Set.Has(f) || !cur.Values[f].Equal(u.Values[f]) {
-			changed = changed.With(f)
-		}
-	}
+	e := c.lockEntry(u.Symbol)
+	changed := e.cur.changedBy(u)
 	if changed == 0 {
 		e.unchanged++
 		e.mu.Unlock()
@@ -103,9 +108,66 @@ func (c *Cache) Apply(u *feed.Update) bool {
 		v.FSeq[f] = v.Seq
 	}
 	v.Set |= changed
+	if t := c.tap.Load(); t != nil {
+		(*t)(e.sym, v.Seq, v.TS, changed, &v.Values)
+	}
 	e.mu.Unlock()
 	e.notify()
 	return true
+}
+
+// ApplySeq folds u into the cache as change number seq of u.Symbol, for a
+// cache that mirrors another one: u.Set names the fields that changed in
+// the other cache after this symbol's current seq, up to seq, and u.Values
+// their values as of seq. It is ignored (returns false) unless seq is
+// greater than the symbol's current seq. Then the record's Seq becomes seq
+// and its TS u.TS (now when zero), and every field in u.Set takes its value
+// and FSeq = seq, even one whose value comes back to the one held: a
+// View's ChangedSince(n) then never misses a field, whatever seq n, even
+// one this cache skipped. If no value differs (the fields changed and
+// changed back), watchers are not notified and ApplySeq returns false;
+// otherwise they are notified as with Apply and it returns true.
+func (c *Cache) ApplySeq(u *feed.Update, seq uint64) bool {
+	e := c.lockEntry(u.Symbol)
+	if seq <= e.cur.Seq {
+		e.unchanged++
+		e.mu.Unlock()
+		return false
+	}
+	changed := e.cur.changedBy(u)
+	v := e.writableLocked()
+	v.Seq = seq
+	v.TS = u.TS
+	if v.TS == 0 {
+		v.TS = c.now()
+	}
+	for f, rest, ok := u.Set.Next(); ok; f, rest, ok = rest.Next() {
+		v.Values[f] = u.Values[f]
+		v.FSeq[f] = seq
+	}
+	v.Set |= u.Set
+	if changed == 0 {
+		e.unchanged++
+		e.mu.Unlock()
+		return false
+	}
+	e.mu.Unlock()
+	e.notify()
+	return true
+}
+
+// lockEntry returns the live entry of sym, created if need be, with its
+// lock held.
+func (c *Cache) lockEntry(sym string) *Entry {
+	e := c.entry(sym, true)
+	for {
+		e.mu.Lock()
+		if !e.dead {
+			return e
+		}
+		e.mu.Unlock() // removed while we looked it up: take the live one
+		e = c.entry(sym, true)
+	}
 }
 
 // Get returns the entry of sym, or nil if the cache has never seen it.

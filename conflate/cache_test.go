@@ -204,3 +204,101 @@ func TestReadVersionsAreImmutable(t *testing.T) {
 		t.Fatalf("%v allocs per unread apply", n)
 	}
 }
+
+// ApplySeq takes the seqs it is given: older ones are ignored, a change
+// that comes back to the values held moves the seq without waking anyone,
+// and ChangedSince answers for any seq, skipped ones included.
+func TestApplySeqTakesGivenSeqs(t *testing.T) {
+	c := New()
+	var w countWatcher
+	var h Watch
+	c.Watch(&h, "AAPL", &w)
+	defer h.Stop()
+	bidAsk := feed.FieldSet(0).With(feed.Bid).With(feed.Ask)
+	steps := []struct {
+		name    string
+		u       *feed.Update
+		seq     uint64
+		applied bool
+		wantSeq uint64
+		notes   int64                    // notifications so far
+		since   map[uint64]feed.FieldSet // ChangedSince(key) after the step
+	}{
+		{"first change at a seq of its own", update("AAPL", "bid", "1", "ask", "2"), 3, true, 3, 1,
+			map[uint64]feed.FieldSet{0: bidAsk, 2: bidAsk, 3: 0}},
+		{"same seq is ignored", update("AAPL", "bid", "9"), 3, false, 3, 1, nil},
+		{"older seq is ignored", update("AAPL", "bid", "9"), 2, false, 3, 1, nil},
+		{"a gap: seq 7", update("AAPL", "bid", "1.1"), 7, true, 7, 2,
+			map[uint64]feed.FieldSet{3: feed.FieldSet(0).With(feed.Bid), 5: feed.FieldSet(0).With(feed.Bid), 7: 0}},
+		{"changed and back: seq moves, nobody woken", update("AAPL", "bid", "1.1"), 9, false, 9, 2,
+			map[uint64]feed.FieldSet{7: feed.FieldSet(0).With(feed.Bid), 8: feed.FieldSet(0).With(feed.Bid), 9: 0}},
+		{"a new field", update("AAPL", "volume", "5"), 12, true, 12, 3,
+			map[uint64]feed.FieldSet{9: feed.FieldSet(0).With(feed.Volume), 3: feed.FieldSet(0).With(feed.Bid).With(feed.Volume)}},
+	}
+	var prev uint64
+	for i, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.u.TS = int64(100 + i)
+			if got := c.ApplySeq(st.u, st.seq); got != st.applied {
+				t.Fatalf("ApplySeq = %v, want %v", got, st.applied)
+			}
+			v := c.Get("AAPL").Read()
+			if v.Seq != st.wantSeq {
+				t.Fatalf("seq %d, want %d", v.Seq, st.wantSeq)
+			}
+			if moved := st.seq > prev; moved && v.TS != st.u.TS || !moved && v.TS == st.u.TS {
+				t.Fatalf("TS %d after ApplySeq with TS %d (seq moved: %v)", v.TS, st.u.TS, moved)
+			}
+			prev = v.Seq
+			if n := w.n.Load(); n != st.notes {
+				t.Fatalf("%d notifications, want %d", n, st.notes)
+			}
+			for since, want := range st.since {
+				if got := v.ChangedSince(since); got != want {
+					t.Fatalf("ChangedSince(%d) = %b, want %b", since, got, want)
+				}
+			}
+		})
+	}
+	v := c.Get("AAPL").Read()
+	if v.Values[feed.Bid].String() != "1.1" || v.Values[feed.Ask].String() != "2" || v.Values[feed.Volume].String() != "5" {
+		t.Fatalf("values %v", v.Values)
+	}
+}
+
+type tapped struct {
+	sym     string
+	seq     uint64
+	ts      int64
+	changed feed.FieldSet
+	bid     string
+}
+
+// The tap hears every change Apply makes, in order, with the record after
+// it; nothing else, and nothing once removed.
+func TestTap(t *testing.T) {
+	c := New()
+	var got []tapped
+	c.SetTap(func(sym string, seq uint64, ts int64, changed feed.FieldSet, values *[feed.NumFields]feed.Value) {
+		got = append(got, tapped{sym, seq, ts, changed, values[feed.Bid].String()})
+	})
+	u := func(ts int64, kv ...string) *feed.Update {
+		u := update("T", kv...)
+		u.TS = ts
+		return u
+	}
+	c.Apply(u(10, "bid", "1", "ask", "2"))
+	c.Apply(u(11, "bid", "1", "ask", "2")) // unchanged
+	c.Apply(u(12, "bid", "1", "ask", "3"))
+	c.ApplySeq(u(13, "bid", "4"), 9) // not Apply: not tapped
+	c.SetTap(nil)
+	c.Apply(u(14, "bid", "5"))
+	bidAsk := feed.FieldSet(0).With(feed.Bid).With(feed.Ask)
+	want := []tapped{
+		{"T", 1, 10, bidAsk, "1"},
+		{"T", 2, 12, feed.FieldSet(0).With(feed.Ask), "1"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("tapped %v, want %v", got, want)
+	}
+}

@@ -75,6 +75,17 @@ func (e *Entry) writableLocked() *View {
 	return e.cur
 }
 
+// changedBy returns the fields of u whose value differs from v's.
+func (v *View) changedBy(u *feed.Update) feed.FieldSet {
+	var changed feed.FieldSet
+	for f, rest, ok := u.Set.Next(); ok; f, rest, ok = rest.Next() {
+		if !v.Set.Has(f) || !v.Values[f].Equal(u.Values[f]) {
+			changed = changed.With(f)
+		}
+	}
+	return changed
+}
+
 // ChangedSince returns the fields that changed after seq.
 func (v *View) ChangedSince(seq uint64) feed.FieldSet {
 	var s feed.FieldSet
