@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tickerd/conflate"
 	"tickerd/entitlements"
 	"tickerd/internal/streamtest"
 	"tickerd/stream"
@@ -57,12 +58,20 @@ jwt:
 // test may rewrite and reload.
 type authServer struct {
 	*testServer
-	path string
-	reg  *prometheus.Registry
-	logs *syncBuffer
+	path  string
+	reg   *prometheus.Registry
+	logs  *syncBuffer
+	delay *conflate.DelayLine // the delayed tier's, if any
 }
 
 func newAuthServer(t *testing.T, cfg stream.Config, file string) *authServer {
+	t.Helper()
+	return newAuthServerWith(t, cfg, file, nil)
+}
+
+// newAuthServerWith is newAuthServer with a hook that may wire more onto
+// the cache and the config (a delayed tier) before the server starts.
+func newAuthServerWith(t *testing.T, cfg stream.Config, file string, hook func(*conflate.Cache, *stream.Config)) *authServer {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "auth.yaml")
 	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
@@ -76,7 +85,11 @@ func newAuthServer(t *testing.T, cfg stream.Config, file string) *authServer {
 	cfg.Auth = st
 	cfg.Registerer = as.reg
 	cfg.Log = slog.New(slog.NewJSONHandler(as.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	as.testServer = newTestServer(t, cfg)
+	cache := conflate.New()
+	if hook != nil {
+		hook(cache, &cfg)
+	}
+	as.testServer = newTestServerOn(t, cache, cfg)
 	return as
 }
 

@@ -27,7 +27,13 @@ type testServer struct {
 
 func newTestServer(t testing.TB, cfg stream.Config) *testServer {
 	t.Helper()
-	ts := &testServer{cache: conflate.New()}
+	return newTestServerOn(t, conflate.New(), cfg)
+}
+
+// newTestServerOn is newTestServer reading cache.
+func newTestServerOn(t testing.TB, cache *conflate.Cache, cfg stream.Config) *testServer {
+	t.Helper()
+	ts := &testServer{cache: cache}
 	ts.srv = stream.NewServer(ts.cache, cfg)
 	mux := http.NewServeMux()
 	ts.srv.Register(mux)

@@ -71,8 +71,14 @@ func run(c *config, log *slog.Logger) error {
 		Registerer:           reg,
 		Log:                  log,
 	}
+	var delayed *conflate.DelayLine
 	if auth != nil {
 		cfg.Auth = auth
+		// The delayed tier: the cache as it was -delay ago. It runs
+		// whenever -auth is set, so that a reload may add delayed groups.
+		delayed = conflate.NewDelayLine(cache, conflate.DelayConfig{Delay: c.delay, MaxBytes: c.delayBuffer})
+		registerDelayMetrics(reg, delayed)
+		cfg.Delayed, cfg.Delay = delayed.Cache(), c.delay
 	}
 	srv := stream.NewServer(cache, cfg)
 	onHangup(ctx, func() {
@@ -114,6 +120,10 @@ func run(c *config, log *slog.Logger) error {
 	defer func() { stopFeeds(); feeds.Wait() }()
 	feeds.Add(1)
 	go func() { defer feeds.Done(); health.run(feedCtx) }()
+	if delayed != nil {
+		feeds.Add(1)
+		go func() { defer feeds.Done(); delayed.Run(feedCtx) }()
+	}
 	for _, f := range c.feeds.Values {
 		if err := startFeed(feedCtx, &feeds, f, c, health.h, ingestMetrics, log); err != nil {
 			ln.Close()
@@ -227,6 +237,29 @@ type countingSink struct {
 func (s countingSink) Apply(u *feed.Update) bool {
 	s.c.Accept(1)
 	return s.Sink.Apply(u)
+}
+
+// registerDelayMetrics reports the delayed tier's buffer.
+func registerDelayMetrics(reg prometheus.Registerer, d *conflate.DelayLine) {
+	gauge := func(name, help string, f func(conflate.DelayStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(d.Stats()) })
+	}
+	reg.MustRegister(
+		gauge("tickerd_delay_buffer_bytes", "Estimated memory of the changes the delayed tier holds (bounded by -delay-buffer).",
+			func(s conflate.DelayStats) float64 { return float64(s.Bytes) }),
+		gauge("tickerd_delay_buffer_records", "Per-symbol change records the delayed tier holds.",
+			func(s conflate.DelayStats) float64 { return float64(s.Records) }),
+		gauge("tickerd_delay_granularity_seconds", "Width of the delayed tier's time buckets (wider when its buffer is near its bound).",
+			func(s conflate.DelayStats) float64 { return s.Granularity.Seconds() }),
+		gauge("tickerd_delay_lag_seconds", "How far the delayed tier is behind -delay (its oldest buffered bucket).",
+			func(s conflate.DelayStats) float64 { return s.Lag.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tickerd_delay_compactions_total", Help: "Times the delayed tier merged its buckets to stay under -delay-buffer.",
+		}, func() float64 { return float64(d.Stats().Compactions) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tickerd_delay_applied_total", Help: "Change records the delayed tier applied to its cache.",
+		}, func() float64 { return float64(d.Stats().Applied) }),
+	)
 }
 
 func registerCacheMetrics(reg prometheus.Registerer, cache *conflate.Cache) {
