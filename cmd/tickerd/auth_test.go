@@ -278,3 +278,46 @@ func TestTLS(t *testing.T) {
 		t.Errorf("the serving URL is not https: %s", logs)
 	}
 }
+
+// -delay: a delayed-tier user of the binary gets messages marked delayed,
+// each read at least the delay after its ingest; the buffer is reported.
+func TestDelayedTierBinary(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.yaml")
+	file := "groups:\n  dl: {delayed: [\"*\"]}\nusers:\n  - name: dave\n    keys: [\"key-dave-1\"]\n    groups: [dl]\n"
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	base := "http://" + addr
+	startLogged(t, "-addr", addr, "-auth", path, "-delay", "1500ms", "-sim-symbols", "20", "-sim-rate", "400", "-max-hz", "100")
+	waitReady(t, base)
+	c, err := streamtest.DialOptions(context.Background(), base, streamtest.WS, url.Values{"symbols": {"AAPL,MSFT"}},
+		streamtest.Options{Header: http.Header{"Authorization": {"Bearer key-dave-1"}}, Log: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	streamtest.WaitFor(t, 10*time.Second, "delayed updates", func() error {
+		if n, _ := c.Counts(); n < 20 {
+			return fmt.Errorf("%d data messages", n)
+		}
+		return nil
+	})
+	for _, m := range c.Data() {
+		if !m.Delayed {
+			t.Fatalf("message without delayed:true: %+v", m)
+		}
+	}
+	for _, l := range c.TakeLatencies() {
+		if l < 1500*time.Millisecond {
+			t.Fatalf("a delayed update read %v after its ingest", l)
+		}
+	}
+	metrics := get(t, base+"/metrics")
+	for _, want := range []string{"tickerd_delay_buffer_bytes", "tickerd_delay_applied_total", "tickerd_delay_lag_seconds"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
