@@ -752,3 +752,38 @@ func TestAuthTokenExpiry(t *testing.T) {
 		t.Fatalf("the refreshed session closed: %+v", cl)
 	}
 }
+
+// A user's own limits apply on top of the server's: symbols per session,
+// maxHz, bytes per second.
+func TestAuthUserLimits(t *testing.T) {
+	file := strings.Replace(authFile, "    groups: [alice-rt]\n", "    groups: [alice-rt]\n    limits: {symbols: 3, maxHz: 4}\n", 1)
+	file = strings.Replace(file, "    groups: [edge]\n", "    groups: [edge]\n    limits: {bytesPerSec: 1024}\n", 1)
+	ts := newAuthServer(t, stream.Config{MaxHz: 1000}, file)
+	syms := []string{"US.A", "US.B", "US.C", "US.D"}
+	wide := []string{"X.1.Y", "X.2.Y", "X.3.Y"}
+	for _, s := range append(syms, wide...) {
+		ts.put(t, s, "bid", "1")
+	}
+	alice := dialAuth(t, ts, streamtest.WS, "key-alice", nil)
+	if err := alice.Send(context.Background(), map[string]any{"op": "subscribe", "id": 1, "symbols": syms, "maxHz": 100}); err != nil {
+		t.Fatal(err)
+	}
+	waitControl(t, alice, "the fourth symbol refused", func(m streamtest.Msg) bool {
+		return m.Code == "limit_exceeded" && m.Symbol == "US.D"
+	})
+	edgar := dialAuth(t, ts, streamtest.WS, "key-edgar", url.Values{"symbols": {strings.Join(wide, ",")}, "maxHz": {"500"}})
+	stop := feedBurst(t, ts, "US.A", "US.B", "US.C", "X.1.Y", "X.2.Y", "X.3.Y")
+	time.Sleep(500 * time.Millisecond)
+	start, before := time.Now(), edgar.Bytes()
+	n0 := len(alice.Data())
+	time.Sleep(2 * time.Second)
+	elapsed, bytes := time.Since(start).Seconds(), edgar.Bytes()-before
+	msgs := len(alice.Data()) - n0
+	stop()
+	if rate := float64(msgs) / elapsed / 3; rate > 4*1.5 || rate < 1 {
+		t.Errorf("alice: %.1f messages per symbol per second, want about her maxHz 4", rate)
+	}
+	if bps := float64(bytes) / elapsed; bps > 1024*1.5 || bps < 256 {
+		t.Errorf("edgar: %.0f bytes/s, want about his 1024", bps)
+	}
+}
