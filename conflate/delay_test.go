@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tickerd/feed"
+	"tickerd/internal/streamtest"
 )
 
 const ms = int64(time.Millisecond / time.Microsecond)
@@ -41,23 +42,6 @@ func startLine(t testing.TB, src *Cache, cfg DelayConfig) *DelayLine {
 		src.SetTap(nil)
 	})
 	return d
-}
-
-// waitFor polls fn until it returns nil, failing the test with its last
-// error after timeout.
-func waitFor(t testing.TB, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // sameCaches reports how mirror differs from src in seq, TS, fields or
@@ -400,7 +384,7 @@ func TestDelayLineAppliesOnTime(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // pacing the feed
 	}
 	check()
-	waitFor(t, time.Second, func() error {
+	streamtest.WaitFor(t, time.Second, "mirror caught up", func() error {
 		if st := d.Stats(); st.Buckets > 0 {
 			return fmt.Errorf("%d buckets buffered", st.Buckets)
 		}
@@ -536,7 +520,7 @@ func TestDelayLineLive(t *testing.T) {
 			if tc.maxBytes > 0 && st.Compactions == 0 {
 				t.Errorf("no compaction: %+v", st)
 			}
-			waitFor(t, delay+tc.widest+2*time.Second, func() error { return sameCaches(src, d.Cache()) })
+			streamtest.WaitFor(t, delay+tc.widest+2*time.Second, "mirror equals source", func() error { return sameCaches(src, d.Cache()) })
 
 			mu.Lock()
 			defer mu.Unlock()

@@ -86,6 +86,14 @@ func (v *View) changedBy(u *feed.Update) feed.FieldSet {
 	return changed
 }
 
+// Text returns field f's wire text, "" if the record has none.
+func (v *View) Text(f feed.Field) string {
+	if !v.Set.Has(f) {
+		return ""
+	}
+	return v.Values[f].String()
+}
+
 // ChangedSince returns the fields that changed after seq.
 func (v *View) ChangedSince(seq uint64) feed.FieldSet {
 	var s feed.FieldSet

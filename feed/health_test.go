@@ -15,11 +15,7 @@ func status(c *conflate.Cache, sym string) string {
 	if e == nil {
 		return ""
 	}
-	v := e.Read()
-	if !v.Set.Has(feed.Status) {
-		return ""
-	}
-	return v.Values[feed.Status].String()
+	return e.Read().Text(feed.Status)
 }
 
 func waitStatus(t *testing.T, c *conflate.Cache, sym, want string, within time.Duration) {

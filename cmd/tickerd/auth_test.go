@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,29 +28,11 @@ import (
 	"tickerd/internal/streamtest"
 )
 
-// lockedBuffer is a log sink the test may read while tickerd writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startLogged is start with logs readable while tickerd runs.
-func startLogged(t *testing.T, args ...string) (*exec.Cmd, *lockedBuffer) {
+func startLogged(t *testing.T, args ...string) (*exec.Cmd, *streamtest.SyncBuffer) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	logs := &lockedBuffer{}
+	logs := &streamtest.SyncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

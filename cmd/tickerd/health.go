@@ -34,11 +34,7 @@ func (fh *feedHealth) status(sym string) string {
 	if e == nil {
 		return ""
 	}
-	v := e.Read()
-	if !v.Set.Has(feed.Status) {
-		return ""
-	}
-	return v.Values[feed.Status].String()
+	return e.Read().Text(feed.Status)
 }
 
 // serveReady answers GET /readyz: 200 once serving, whatever the feeds

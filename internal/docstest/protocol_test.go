@@ -17,12 +17,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"tickerd/internal/streamtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -100,7 +101,7 @@ func runExample(t *testing.T, bin, base string, symbols []string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), exampleRun)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, base)
-	stdout, stderr := new(syncBuffer), new(syncBuffer)
+	stdout, stderr := new(streamtest.SyncBuffer), new(streamtest.SyncBuffer)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start example: %v", err)
@@ -384,7 +385,7 @@ func startTickerd(t *testing.T, bin string) string {
 func tryStart(t *testing.T, bin string) (string, error) {
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "-addr", addr, "-sim-symbols", "20", "-sim-rate", "200")
-	logs := new(syncBuffer)
+	logs := new(streamtest.SyncBuffer)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start tickerd: %v", err)
@@ -435,23 +436,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output copier and the
-// test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,12 +1,14 @@
 package streamtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -106,4 +108,24 @@ func All(symbols ...string) map[string][]string {
 		m[s] = nil
 	}
 	return m
+}
+
+// SyncBuffer is a bytes.Buffer that a test may read while another
+// goroutine (a logger, a child process's output copier) writes it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
