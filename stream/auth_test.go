@@ -762,8 +762,8 @@ func TestAuthUserLimits(t *testing.T) {
 	elapsed, bytes := time.Since(start).Seconds(), edgar.Bytes()-before
 	msgs := len(alice.Data()) - n0
 	stop()
-	if rate := float64(msgs) / elapsed / 3; rate > 4*1.5 || rate < 1 {
-		t.Errorf("alice: %.1f messages per symbol per second, want about her maxHz 4", rate)
+	if rate := float64(msgs) / elapsed / 3; rate > 4*1.5 || msgs == 0 {
+		t.Errorf("alice: %.1f messages per symbol per second, want up to her maxHz 4 (and some)", rate)
 	}
 	if bps := float64(bytes) / elapsed; bps > 1024*1.5 || bytes == 0 {
 		t.Errorf("edgar: %.0f bytes/s, want up to his 1024 (and some)", bps)
