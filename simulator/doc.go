@@ -1,6 +1,8 @@
 // Package simulator owns the synthetic and recorded feeds of tickerd: a
 // deterministic level-1 market simulator (Sim), the capture format
-// (zstd-compressed NDJSON, CaptureWriter and CaptureReader), the pacing of a
+// (zstd-compressed NDJSON in independent frames, CaptureWriter and
+// CaptureReader, with a side index, CAPTURE.idx, to start reading at a
+// time: OpenCaptureAt), the pacing of a
 // capture's replay (Replayer), and the two HTTP clients tickersim uses to
 // talk to a tickerd: Poster (POST /v1/ingest) and Record (GET /v1/stream).
 //
