@@ -78,6 +78,8 @@ type Progress struct {
 	Rate     float64   // updates per second delivered over about the last second (over the whole run once Done)
 	Started  time.Time // when Run began
 	Done     bool      // Run has returned
+	Paused   bool      // held by Pause
+	Speed    Speed     // the speed in force
 }
 
 // Remaining estimates the wall time left in this pass, given the capture's
