@@ -62,6 +62,7 @@ type CaptureWriter struct {
 	out     countingWriter // the capture
 	index   io.Writer      // nil: no index
 	files   []io.Closer    // closed by Close when the writer owns them
+	durable bool           // Close syncs the files to disk before closing them
 	buf     []byte         // the line being written
 	ibuf    []byte         // the index line being written
 	closed  bool
@@ -114,6 +115,9 @@ func createCapture(path string, flag int) (*CaptureWriter, error) {
 	idx, err := os.OpenFile(IndexPath(path), flag, 0o644)
 	if err != nil {
 		f.Close()
+		if flag&os.O_EXCL != 0 {
+			os.Remove(path) // ours: it did not exist
+		}
 		return nil, fmt.Errorf("simulator: create capture index: %w", err)
 	}
 	w, err := NewIndexedCaptureWriter(f, idx)
@@ -215,6 +219,11 @@ func (w *CaptureWriter) Close() error {
 	}
 	w.closed = true
 	for _, f := range w.files {
+		if s, ok := f.(interface{ Sync() error }); ok && w.durable && err == nil {
+			if serr := s.Sync(); serr != nil {
+				err = fmt.Errorf("simulator: sync capture: %w", serr)
+			}
+		}
 		if cerr := f.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("simulator: close capture: %w", cerr)
 		}
