@@ -20,6 +20,26 @@ type Summary struct {
 // Span returns the recorded time between the first and the last update.
 func (s Summary) Span() time.Duration { return time.Duration(s.Last-s.First) * time.Microsecond }
 
+// Window returns the summary of the part of the capture from start to end
+// (Unix µs; zero: the capture's own first or last ts), its Updates
+// estimated in proportion to the recorded time it spans.
+func (s Summary) Window(start, end int64) Summary {
+	w := s
+	if start > 0 {
+		w.First = max(s.First, start)
+	}
+	if end > 0 {
+		w.Last = min(s.Last, end)
+	}
+	switch {
+	case w.Last < w.First:
+		w.Updates, w.Last = 0, w.First
+	case w != s && s.Last > s.First:
+		w.Updates = int64(float64(s.Updates) * float64(w.Last-w.First) / float64(s.Last-s.First))
+	}
+	return w
+}
+
 // Summarize reads a capture through, counting its lines and finding the
 // first and last ts without parsing the updates in full (Next still checks
 // each line when replayed). It is much faster than reading with Next.
@@ -116,9 +136,11 @@ func (m *rateMeter) add(now time.Time) {
 }
 
 // at returns the rate at now: that of the last full window, or lower when
-// the current window has run long without events.
+// the current window has run long without events, or that of the current
+// window before the first is full.
 func (m *rateMeter) at(now time.Time) float64 {
-	if d := now.Sub(m.start); d >= 2*time.Second {
+	d := now.Sub(m.start)
+	if d >= 2*time.Second || (m.rate == 0 && d >= 100*time.Millisecond) {
 		return float64(m.count) / d.Seconds()
 	}
 	return m.rate
@@ -143,6 +165,8 @@ func (p Progress) Format(s Summary, speed Speed) string {
 	switch left, ok := p.Remaining(s, speed); {
 	case p.Done:
 		b.WriteString(", done")
+	case p.Paused:
+		b.WriteString(", paused")
 	case ok:
 		fmt.Fprintf(&b, ", %s left", left.Round(time.Second))
 	}
