@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -276,6 +277,12 @@ func FirstTS(path string) (int64, error) {
 // SummarizeFile returns the Summary of the capture at path: from its index
 // when that lists the whole file, else by reading it through (Summarize).
 func SummarizeFile(path string) (Summary, error) {
+	return SummarizeFileContext(context.Background(), path)
+}
+
+// SummarizeFileContext is SummarizeFile, giving up with ctx.Err() when
+// ctx ends while it reads the capture through.
+func SummarizeFileContext(ctx context.Context, path string) (Summary, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Summary{}, fmt.Errorf("simulator: open capture: %w", err)
@@ -288,5 +295,5 @@ func SummarizeFile(path string) (Summary, error) {
 	if idx, err := ReadIndexFile(path, fi.Size()); err == nil && len(idx) > 0 && idx.end() == fi.Size() {
 		return Summary{Updates: idx.updatesBefore(len(idx)), First: idx[0].First, Last: idx[len(idx)-1].Last}, nil
 	}
-	return Summarize(f)
+	return summarize(ctx, f)
 }

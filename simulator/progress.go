@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -43,7 +44,10 @@ func (s Summary) Window(start, end int64) Summary {
 // Summarize reads a capture through, counting its lines and finding the
 // first and last ts without parsing the updates in full (Next still checks
 // each line when replayed). It is much faster than reading with Next.
-func Summarize(r io.Reader) (Summary, error) {
+func Summarize(r io.Reader) (Summary, error) { return summarize(context.Background(), r) }
+
+// summarize is Summarize, ending with ctx.Err() when ctx ends first.
+func summarize(ctx context.Context, r io.Reader) (Summary, error) {
 	cr, err := NewCaptureReader(r)
 	if err != nil {
 		return Summary{}, err
@@ -52,6 +56,9 @@ func Summarize(r io.Reader) (Summary, error) {
 	var s Summary
 	for cr.sc.Scan() {
 		cr.line++
+		if cr.line%ctxCheckEvery == 0 && ctx.Err() != nil {
+			return s, ctx.Err()
+		}
 		b := cr.sc.Bytes()
 		if isBlank(bytes.TrimSuffix(b, []byte{'\r'})) {
 			continue

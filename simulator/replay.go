@@ -376,6 +376,7 @@ func (p *replayPass) run(ctx context.Context, pass int) (int64, error) {
 				}
 			}
 		}
+		ts := p.u.TS // deliver may change u
 		if err := p.deliver(&p.u); err != nil {
 			return p.n, err
 		}
@@ -386,7 +387,7 @@ func (p *replayPass) run(ctx context.Context, pass int) (int64, error) {
 		r.meter.add(now)
 		r.p.Sent++
 		r.p.InPass = p.n
-		r.p.Position = time.UnixMicro(p.u.TS)
+		r.p.Position = time.UnixMicro(ts)
 		r.mu.Unlock()
 	}
 }

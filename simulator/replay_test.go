@@ -292,6 +292,9 @@ func TestParseReplaySource(t *testing.T) {
 	if err := r.Feed(context.Background(), sink); err != nil {
 		t.Fatal(err)
 	}
+	if p, want := r.Progress().Position, time.UnixMicro(updates[len(updates)-1].TS); !p.Equal(want) {
+		t.Errorf("position after Feed %v, want the recorded %v", p, want)
+	}
 	got := sink.all()
 	if len(got) != len(updates) {
 		t.Fatalf("fed %d updates, want %d", len(got), len(updates))
