@@ -39,6 +39,11 @@ func run(c *config, log *slog.Logger) error {
 	cache := conflate.New()
 	registerCacheMetrics(reg, cache)
 	ingestMetrics := feed.NewMetrics(reg)
+	sink, stopRecording, err := startRecording(c, cache, reg, log) // -record wraps cache
+	if err != nil {
+		return err
+	}
+	defer stopRecording() // after the feeds have stopped: deferred first, run last
 	auth, err := openAuth(c, log)
 	if err != nil {
 		return err
@@ -90,7 +95,7 @@ func run(c *config, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	srv.Register(mux)
 	mux.Handle("POST /v1/ingest", &feed.IngestHandler{
-		Sink: cache, Key: c.ingestKey, MaxBody: c.maxBody,
+		Sink: sink, Key: c.ingestKey, MaxBody: c.maxBody,
 		Counter: ingestMetrics.Counter("http"), Log: log,
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -98,6 +103,7 @@ func run(c *config, log *slog.Logger) error {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ready") })
 	registerUI(mux)
 	registerDebug(mux)
+	replays := registerReplayAdmin(mux, c.adminKey)
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -112,7 +118,7 @@ func run(c *config, log *slog.Logger) error {
 	var feeds sync.WaitGroup
 	defer func() { stopFeeds(); feeds.Wait() }()
 	for _, f := range c.feeds.Values {
-		if err := startFeed(feedCtx, &feeds, f, c, cache, ingestMetrics, log); err != nil {
+		if err := startFeed(feedCtx, &feeds, f, c, sink, replays, ingestMetrics, log); err != nil {
 			ln.Close()
 			return err
 		}
@@ -157,8 +163,8 @@ func run(c *config, log *slog.Logger) error {
 }
 
 // startFeed starts one -feed source under wg.
-func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, cache *conflate.Cache,
-	m *feed.Metrics, log *slog.Logger) error {
+func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, sink feed.Sink,
+	replays *replayFeeds, m *feed.Metrics, log *slog.Logger) error {
 	kind, arg, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "none":
@@ -168,7 +174,7 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 		if err != nil {
 			return fmt.Errorf("-feed sim: %w", err)
 		}
-		counted := countingSink{Sink: cache, c: m.Counter("sim")}
+		counted := countingSink{Sink: sink, c: m.Counter("sim")}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -178,30 +184,13 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 		}()
 		log.Info("simulated feed", "symbols", c.simSymbols, "rate", c.simRate, "seed", c.simSeed)
 	case "replay":
-		r, err := simulator.ParseReplaySource(arg)
-		if err != nil {
-			return fmt.Errorf("-feed %s: %w", spec, err)
-		}
-		counted := countingSink{Sink: cache, c: m.Counter("replay")}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := r.Feed(ctx, counted)
-			switch {
-			case err == nil:
-				p := r.Progress()
-				log.Info("replay finished", "path", arg, "updates", p.Sent)
-			case !errors.Is(err, context.Canceled):
-				log.Error("replay stopped", "path", arg, "err", err)
-			}
-		}()
-		log.Info("replaying capture", "source", arg)
+		return replays.start(ctx, wg, arg, countingSink{Sink: sink, c: m.Counter("replay")}, log)
 	case "tcp":
 		ln, err := net.Listen("tcp", arg)
 		if err != nil {
 			return fmt.Errorf("-feed %s: %w", spec, err)
 		}
-		a := &feed.TCPAdapter{Sink: cache, Counter: m.Counter("tcp"), Log: log}
+		a := &feed.TCPAdapter{Sink: sink, Counter: m.Counter("tcp"), Log: log}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
