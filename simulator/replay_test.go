@@ -496,9 +496,9 @@ func (d *deliveries) since(i int) ([]int64, []time.Time) {
 
 func TestReplayControls(t *testing.T) {
 	// 400 updates 10 ms apart: 4 s at 1x.
-	data, updates := spacedCapture(t, 400, 10*time.Millisecond)
+	_, updates := spacedCapture(t, 400, 10*time.Millisecond)
 	updates[4].TS += 10_000_000 // spacedCapture moved it back; keep this capture in order
-	data = writeCapture(t, updates)
+	data := writeCapture(t, updates)
 	r := replayerOf(data, 1, false)
 	d := &deliveries{}
 	ctx, cancel := context.WithCancel(context.Background())

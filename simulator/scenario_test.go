@@ -236,3 +236,26 @@ func TestSchedule(t *testing.T) {
 		})
 	}
 }
+
+// Run paces a scenario in real time as Generate does in simulated time:
+// the opening burst runs at ten times the rate.
+func TestScenarioLive(t *testing.T) {
+	for _, tc := range []struct {
+		scenario string
+		min, max int64
+	}{
+		{ScenarioSteady, 20, 100}, // 100/s for 0.5 s: 50
+		{ScenarioOpen, 300, 1000}, // 1000/s: 500
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			s := newSim(t, Config{Symbols: 5, Rate: 100, Scenario: tc.scenario})
+			sink := &countSink{}
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			_ = s.Run(ctx, sink)
+			if ticks := sink.n.Load() - 5; ticks < tc.min || ticks > tc.max {
+				t.Errorf("%d ticks in 0.5 s, want %d..%d", ticks, tc.min, tc.max)
+			}
+		})
+	}
+}

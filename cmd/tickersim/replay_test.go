@@ -184,7 +184,7 @@ func TestRecordThenReplay(t *testing.T) {
 	}
 	// Sessions converge within a throttle interval plus 1 s of the feed
 	// going quiet (the contract's guarantee 1): wait that, with margin.
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(3 * time.Second)
 	if err := rec.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
