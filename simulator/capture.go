@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
@@ -40,41 +41,97 @@ type CaptureError struct {
 func (e *CaptureError) Error() string { return fmt.Sprintf("capture line %d: %v", e.Line, e.Err) }
 func (e *CaptureError) Unwrap() error { return e.Err }
 
+// Frame limits of CaptureWriter: a frame ends once it spans FrameSpan of
+// recorded time or holds FrameBytes of NDJSON, whichever comes first.
+const (
+	FrameSpan  = time.Second
+	FrameBytes = 1 << 20
+)
+
 // CaptureWriter writes updates as a capture: zstd-compressed NDJSON, one
 // {"symbol":..,"fields":{..},"ts":..} per line, values as JSON strings of
-// their canonical text. It is not safe for concurrent use.
+// their canonical text. The compressed stream is a sequence of independent
+// zstd frames, each ending once it spans FrameSpan of recorded time (by
+// the highest ts so far) or holds FrameBytes of NDJSON, so that a reader
+// can start at any frame; a plain zstd decoder reads the frames one after
+// the other as one stream. With an index writer, each finished frame gets a
+// line in the capture's index (see ReadIndex). It is not safe for
+// concurrent use.
 type CaptureWriter struct {
-	enc    *zstd.Encoder
-	file   io.Closer // closed by Close when the writer owns it
-	buf    []byte
-	closed bool
+	enc     *zstd.Encoder
+	out     countingWriter // the capture
+	index   io.Writer      // nil: no index
+	files   []io.Closer    // closed by Close when the writer owns them
+	durable bool           // Close syncs the files to disk before closing them
+	buf     []byte         // the line being written
+	ibuf    []byte         // the index line being written
+	closed  bool
+	written int64 // updates written
+	high    int64 // highest ts written
+
+	inFrame bool       // a frame is under way
+	frame   IndexEntry // the frame under way: Offset, Updates, First, Last, High
+	fhigh0  int64      // high when the frame began
+	fbytes  int        // NDJSON bytes in the frame
 }
 
-// NewCaptureWriter returns a writer of a capture to w. Close flushes it; w
-// stays open.
+// NewCaptureWriter returns a writer of a capture to w, without an index.
+// Close flushes it; w stays open.
 func NewCaptureWriter(w io.Writer) (*CaptureWriter, error) {
-	enc, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1))
+	return NewIndexedCaptureWriter(w, nil)
+}
+
+// NewIndexedCaptureWriter returns a writer of a capture to w that writes
+// its index to index (nil: none). Close flushes them; both stay open.
+func NewIndexedCaptureWriter(w, index io.Writer) (*CaptureWriter, error) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return nil, fmt.Errorf("simulator: zstd writer: %w", err)
 	}
-	return &CaptureWriter{enc: enc, buf: make([]byte, 0, 512)}, nil
+	cw := &CaptureWriter{enc: enc, out: countingWriter{w: w}, index: index, buf: make([]byte, 0, 512)}
+	if index != nil {
+		if _, err := io.WriteString(index, indexHeader); err != nil {
+			return nil, fmt.Errorf("simulator: write capture index: %w", err)
+		}
+	}
+	return cw, nil
 }
 
-// CreateCapture creates (or truncates) the file at path and returns a
-// writer of a capture to it; Close also closes the file.
+// CreateCapture creates (or truncates) the file at path and its index
+// path+".idx", and returns a writer of a capture to them; Close also closes
+// the files.
 func CreateCapture(path string) (*CaptureWriter, error) {
-	f, err := os.Create(path)
+	return createCapture(path, os.O_TRUNC)
+}
+
+// createCapture creates the capture at path and its index with extra
+// os.OpenFile flags (os.O_TRUNC, or os.O_EXCL to refuse an existing file).
+func createCapture(path string, flag int) (*CaptureWriter, error) {
+	flag |= os.O_WRONLY | os.O_CREATE
+	f, err := os.OpenFile(path, flag, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("simulator: create capture: %w", err)
 	}
-	w, err := NewCaptureWriter(f)
+	idx, err := os.OpenFile(IndexPath(path), flag, 0o644)
 	if err != nil {
 		f.Close()
+		if flag&os.O_EXCL != 0 {
+			os.Remove(path) // ours: it did not exist
+		}
+		return nil, fmt.Errorf("simulator: create capture index: %w", err)
+	}
+	w, err := NewIndexedCaptureWriter(f, idx)
+	if err != nil {
+		f.Close()
+		idx.Close()
 		return nil, err
 	}
-	w.file = f
+	w.files = []io.Closer{f, idx}
 	return w, nil
 }
+
+// IndexPath returns the path of the index of the capture at path.
+func IndexPath(path string) string { return path + ".idx" }
 
 // Write appends u as one line. u.TS must be set and u.Set non-empty, and
 // every value in u.Set non-zero; Write does not keep u.
@@ -90,17 +147,59 @@ func (w *CaptureWriter) Write(u *feed.Update) error {
 		return err
 	}
 	w.buf = b
+	high := max(w.high, u.TS)
+	if w.inFrame && (high-w.fhigh0 >= FrameSpan.Microseconds() || w.fbytes+len(b) > FrameBytes) {
+		if err := w.endFrame(); err != nil {
+			return err
+		}
+	}
+	if !w.inFrame {
+		w.enc.Reset(&w.out)
+		w.inFrame = true
+		w.frame = IndexEntry{Offset: w.out.n, First: u.TS}
+		w.fhigh0, w.fbytes = high, 0
+	}
 	if _, err := w.enc.Write(b); err != nil {
 		return fmt.Errorf("simulator: write capture: %w", err)
+	}
+	w.high = high
+	w.written++
+	w.fbytes += len(b)
+	w.frame.Updates++
+	w.frame.Last, w.frame.High = u.TS, high
+	return nil
+}
+
+// endFrame ends the frame under way and indexes it.
+func (w *CaptureWriter) endFrame() error {
+	w.inFrame = false
+	if err := w.enc.Close(); err != nil {
+		return fmt.Errorf("simulator: write capture: %w", err)
+	}
+	if w.out.err != nil {
+		return fmt.Errorf("simulator: write capture: %w", w.out.err)
+	}
+	w.frame.Size = w.out.n - w.frame.Offset
+	if w.index != nil {
+		w.ibuf = w.frame.appendText(w.ibuf[:0])
+		if _, err := w.index.Write(w.ibuf); err != nil {
+			return fmt.Errorf("simulator: write capture index: %w", err)
+		}
 	}
 	return nil
 }
 
+// Updates returns the number of updates written.
+func (w *CaptureWriter) Updates() int64 { return w.written }
+
 // Flush compresses what was written so far and hands it to the underlying
-// writer, so a reader sees complete lines.
+// writer, so a reader sees complete lines. The frame under way goes on.
 func (w *CaptureWriter) Flush() error {
 	if w.closed {
 		return ErrClosed
+	}
+	if !w.inFrame {
+		return nil
 	}
 	if err := w.enc.Flush(); err != nil {
 		return fmt.Errorf("simulator: flush capture: %w", err)
@@ -108,23 +207,45 @@ func (w *CaptureWriter) Flush() error {
 	return nil
 }
 
-// Close ends the zstd stream (and closes the file CreateCapture opened).
+// Close ends the last frame (and closes the files CreateCapture opened).
 // It is safe to call twice.
 func (w *CaptureWriter) Close() error {
 	if w.closed {
 		return nil
 	}
-	w.closed = true
-	err := w.enc.Close()
-	if err != nil {
-		err = fmt.Errorf("simulator: close capture: %w", err)
+	var err error
+	if w.inFrame {
+		err = w.endFrame()
 	}
-	if w.file != nil {
-		if cerr := w.file.Close(); cerr != nil && err == nil {
+	w.closed = true
+	for _, f := range w.files {
+		if s, ok := f.(interface{ Sync() error }); ok && w.durable && err == nil {
+			if serr := s.Sync(); serr != nil {
+				err = fmt.Errorf("simulator: sync capture: %w", serr)
+			}
+		}
+		if cerr := f.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("simulator: close capture: %w", cerr)
 		}
 	}
 	return err
+}
+
+// countingWriter counts the bytes written through it and keeps the first
+// error.
+type countingWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
 }
 
 // appendLine appends u as one NDJSON line, {"symbol":..,"fields":{..}},
@@ -211,6 +332,11 @@ type CaptureReader struct {
 	file io.Closer // closed by Close when the reader owns it
 	line int
 	err  error // sticky: once Next fails it keeps failing
+
+	from   int64       // updates with ts before from are passed over until one is not (0: none)
+	seek   SeekStats   // how OpenCaptureAt got here
+	peeked bool        // peek holds the next update, read ahead
+	peek   feed.Update //
 }
 
 // NewCaptureReader returns a reader of the capture in r. Close releases it;
@@ -249,6 +375,26 @@ func OpenCapture(path string) (*CaptureReader, error) {
 // (corrupt or truncated compression). Blank lines are skipped. After an
 // error other than a bad line's, every later call returns the same error.
 func (r *CaptureReader) Next(u *feed.Update) error {
+	for {
+		if r.peeked {
+			r.peeked = false
+			*u = r.peek
+		} else if err := r.next(u); err != nil {
+			return err
+		}
+		if r.from <= 0 {
+			return nil
+		}
+		if u.TS >= r.from {
+			r.from = 0
+			return nil
+		}
+		r.seek.Skipped++
+	}
+}
+
+// next reads the next line into u.
+func (r *CaptureReader) next(u *feed.Update) error {
 	if r.err != nil {
 		return r.err
 	}
@@ -261,7 +407,7 @@ func (r *CaptureReader) Next(u *feed.Update) error {
 		if isBlank(b) {
 			continue
 		}
-		if err := feed.ParseLine(b, u); err != nil {
+		if err := parseCaptureLine(b, u); err != nil {
 			return &CaptureError{Line: r.line, Err: err}
 		}
 		if u.TS <= 0 {
@@ -281,6 +427,20 @@ func (r *CaptureReader) Next(u *feed.Update) error {
 	}
 	return r.err
 }
+
+// peekMatches reads the next update ahead and reports whether its ts is
+// ts (false also when it cannot be read).
+func (r *CaptureReader) peekMatches(ts int64) bool {
+	if r.next(&r.peek) != nil {
+		return false
+	}
+	r.peeked = true
+	return r.peek.TS == ts
+}
+
+// SeekStats says how OpenCaptureAt positioned the reader; Skipped grows
+// until the first update is read.
+func (r *CaptureReader) SeekStats() SeekStats { return r.seek }
 
 // Line returns the number of the line Next read last (1-based).
 func (r *CaptureReader) Line() int { return r.line }

@@ -60,7 +60,7 @@ func Record(ctx context.Context, cfg RecordConfig, w *CaptureWriter) (RecordStat
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return RecordStats{}, fmt.Errorf("simulator: bad tickerd URL %q: want http://host:port", cfg.URL)
 	}
-	rec := &recorder{cfg: cfg, log: cfg.Log, w: w, failed: make(chan struct{})}
+	rec := &streamRecorder{cfg: cfg, log: cfg.Log, w: w, failed: make(chan struct{})}
 	if rec.log == nil {
 		rec.log = slog.Default()
 	}
@@ -115,8 +115,8 @@ func Record(ctx context.Context, cfg RecordConfig, w *CaptureWriter) (RecordStat
 	}
 }
 
-// recorder writes what the client's reading goroutine hands it.
-type recorder struct {
+// streamRecorder writes what the client's reading goroutine hands it.
+type streamRecorder struct {
 	cfg    RecordConfig
 	log    *slog.Logger
 	w      *CaptureWriter
@@ -128,7 +128,7 @@ type recorder struct {
 
 // message is the client's OnMessage: it records snapshots and updates and
 // notes the close code.
-func (r *recorder) message(m client.Message) {
+func (r *streamRecorder) message(m client.Message) {
 	if r.err != nil {
 		return
 	}
@@ -145,7 +145,7 @@ func (r *recorder) message(m client.Message) {
 }
 
 // write records one snapshot or update message.
-func (r *recorder) write(m *client.Message) error {
+func (r *streamRecorder) write(m *client.Message) error {
 	if !feed.ValidSymbol(m.Symbol) {
 		r.log.Warn("stream message with a bad symbol skipped", "type", m.Type, "symbol", m.Symbol)
 		return nil

@@ -1,7 +1,6 @@
 package simulator
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,119 +57,74 @@ func (s *Speed) Set(v string) error {
 	return nil
 }
 
-// Summary describes a capture as a whole.
-type Summary struct {
-	Updates int64 // lines holding an update (blank lines not counted)
-	First   int64 // ts of the first line, Unix microseconds
-	Last    int64 // ts of the last line
-}
-
-// Span returns the recorded time between the first and the last update.
-func (s Summary) Span() time.Duration { return time.Duration(s.Last-s.First) * time.Microsecond }
-
-// Summarize reads a capture through, counting its lines and finding the
-// first and last ts without parsing the updates in full (Next still checks
-// each line when replayed). It is much faster than reading with Next.
-func Summarize(r io.Reader) (Summary, error) {
-	cr, err := NewCaptureReader(r)
+// ReplayTime parses a time of a replay window or seek: RFC 3339 ("2026-11-22T04:00:00Z",
+// fractional seconds allowed), or "+D", a Go duration after the capture's
+// first update ("+10m", "+90s"). first returns that update's ts; it is
+// called only for "+D". The result is in Unix microseconds.
+func ReplayTime(s string, first func() (int64, error)) (int64, error) {
+	if rest, ok := strings.CutPrefix(s, "+"); ok {
+		d, err := time.ParseDuration(rest)
+		if err != nil || d < 0 {
+			return 0, fmt.Errorf("%w %q: want +DURATION after the capture's start, like +10m", ErrTime, s)
+		}
+		ts, err := first()
+		if err != nil {
+			return 0, err
+		}
+		return ts + d.Microseconds(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return Summary{}, err
+		return 0, fmt.Errorf("%w %q: want RFC 3339 (2026-11-22T04:00:00Z) or +DURATION after the capture's start (+10m)", ErrTime, s)
 	}
-	defer cr.Close()
-	var s Summary
-	for cr.sc.Scan() {
-		cr.line++
-		b := cr.sc.Bytes()
-		if isBlank(bytes.TrimSuffix(b, []byte{'\r'})) {
-			continue
-		}
-		ts, ok := findTS(b)
-		if !ok {
-			return s, &CaptureError{Line: cr.line, Err: errors.New(`no integer "ts"`)}
-		}
-		if s.Updates == 0 {
-			s.First = ts
-		}
-		s.Last = ts
-		s.Updates++
+	if t.Year() < 1971 || t.Year() > 9999 {
+		return 0, fmt.Errorf("%w %q: year out of range", ErrTime, s)
 	}
-	if err := cr.sc.Err(); err != nil {
-		return s, &CaptureError{Line: cr.line + 1, Err: fmt.Errorf("unreadable capture: %w", err)}
-	}
-	return s, nil
+	return t.UnixMicro(), nil
 }
 
-// findTS returns the integer after the last "ts": of a line; field values
-// are JSON strings, so the key is the only such text outside the symbol
-// and values, which never contain a quote.
-func findTS(b []byte) (int64, bool) {
-	i := bytes.LastIndex(b, []byte(`"ts":`))
-	if i < 0 {
-		return 0, false
-	}
-	b = bytes.TrimLeft(b[i+len(`"ts":`):], " \t")
-	j := 0
-	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-		j++
-	}
-	ts, err := strconv.ParseInt(string(b[:j]), 10, 64)
-	return ts, err == nil
-}
-
-// Progress is a replay's state at one moment.
-type Progress struct {
-	Sent     int64     // updates delivered since Run began, all passes
-	Pass     int       // the pass under way, from 1; 0 before Run
-	InPass   int64     // updates delivered in this pass
-	Position time.Time // recorded ts of the last update delivered; zero before the first
-	Rate     float64   // updates per second delivered over about the last second (over the whole run once Done)
-	Started  time.Time // when Run began
-	Done     bool      // Run has returned
-}
-
-// Remaining estimates the wall time left in this pass, given the capture's
-// Summary and the replay speed; ok is false when there is nothing to go on
-// yet.
-func (p Progress) Remaining(s Summary, speed Speed) (d time.Duration, ok bool) {
-	if p.Position.IsZero() {
-		return 0, false
-	}
-	if speed < MaxSpeed {
-		left := time.Duration(s.Last-p.Position.UnixMicro()) * time.Microsecond
-		return max(time.Duration(float64(left)/float64(speed)), 0), true
-	}
-	if p.Rate <= 0 {
-		return 0, false
-	}
-	return time.Duration(float64(max(s.Updates-p.InPass, 0)) / p.Rate * float64(time.Second)), true
-}
+// ErrTime is wrapped by ReplayTime's errors.
+var ErrTime = errors.New("simulator: bad replay time")
 
 // Replayer delivers the updates of a capture at their recorded pace scaled
-// by Speed, once or in a loop. Set its fields before Run; Progress may be
-// called from any goroutine at any time.
+// by its speed, once or in a loop, optionally within a window of recorded
+// time. Set its fields before Run. While Run runs, Pause, Resume, SeekTo and
+// SetSpeed steer it and Progress reports on it; all are safe to call from
+// any goroutine at any time.
 type Replayer struct {
-	// Open opens the capture at its start; Run calls it once per pass and
+	// Open opens the capture so that its first update read is the first
+	// with ts at or after from (Unix µs; 0: the capture's start), as
+	// OpenCaptureAt does; Run calls it once per pass and per seek and
 	// closes what it returns. Required.
-	Open func() (*CaptureReader, error)
+	Open func(from int64) (*CaptureReader, error)
 	// Speed scales the recorded gaps between updates. Zero means 1x.
+	// Once Run has begun, change it with SetSpeed.
 	Speed Speed
-	// Loop replays the capture again and again until ctx is done.
+	// Loop replays the window again and again until ctx is done.
 	Loop bool
+	// Start and End bound the window replayed, in Unix µs: a pass begins
+	// at the first update with ts at or after Start and ends before the
+	// first with ts after End. Zero means the capture's start, its end.
+	Start, End int64
 
-	mu    sync.Mutex
-	p     Progress
-	meter rateMeter
+	mu     sync.Mutex
+	p      Progress
+	meter  rateMeter
+	paused bool
+	seekTo int64         // a seek not yet carried out (0: none)
+	wake   chan struct{} // capacity 1: a control changed
 }
 
 // ReplayFile returns a Replayer of the capture file at path.
 func ReplayFile(path string, speed Speed, loop bool) *Replayer {
-	return &Replayer{Open: func() (*CaptureReader, error) { return OpenCapture(path) }, Speed: speed, Loop: loop}
+	return &Replayer{Open: func(from int64) (*CaptureReader, error) { return OpenCaptureAt(path, from) }, Speed: speed, Loop: loop}
 }
 
 // ParseReplaySource returns a Replayer of the capture named by the argument
-// of tickerd's "-feed replay:PATH[?speed=10x&loop=1]" (without "replay:").
-// speed is as ParseSpeed (default 1x); loop is a boolean (1, true, 0,
-// false). The file must exist.
+// of tickerd's "-feed replay:PATH[?speed=10x&loop=1&start=T&end=T]"
+// (without "replay:"). speed is as ParseSpeed (default 1x); loop is a
+// boolean (1, true, 0, false); start and end are as ReplayTime (a "+" is
+// taken literally, not as a space). The file must exist.
 func ParseReplaySource(s string) (*Replayer, error) {
 	path, query, _ := strings.Cut(s, "?")
 	if path == "" {
@@ -179,27 +133,39 @@ func ParseReplaySource(s string) (*Replayer, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("simulator: replay source: %w", err)
 	}
-	params, err := url.ParseQuery(query)
+	params, err := url.ParseQuery(strings.ReplaceAll(query, "+", "%2B"))
 	if err != nil {
 		return nil, fmt.Errorf("simulator: replay source %q: %w", s, err)
 	}
-	speed, loop := Speed(1), false
+	r := ReplayFile(path, 1, false)
+	first := func() (int64, error) { return FirstTS(path) }
 	for k, vs := range params {
 		v := vs[len(vs)-1]
 		switch k {
 		case "speed":
-			if speed, err = ParseSpeed(v); err != nil {
+			if r.Speed, err = ParseSpeed(v); err != nil {
 				return nil, err
 			}
 		case "loop":
-			if loop, err = strconv.ParseBool(v); err != nil {
+			if r.Loop, err = strconv.ParseBool(v); err != nil {
 				return nil, fmt.Errorf("simulator: replay source: loop=%q: want 1, true, 0 or false", v)
 			}
+		case "start":
+			if r.Start, err = ReplayTime(v, first); err != nil {
+				return nil, fmt.Errorf("simulator: replay source: start: %w", err)
+			}
+		case "end":
+			if r.End, err = ReplayTime(v, first); err != nil {
+				return nil, fmt.Errorf("simulator: replay source: end: %w", err)
+			}
 		default:
-			return nil, fmt.Errorf("simulator: replay source %q: unknown parameter %q (want speed, loop)", s, k)
+			return nil, fmt.Errorf("simulator: replay source %q: unknown parameter %q (want speed, loop, start, end)", s, k)
 		}
 	}
-	return ReplayFile(path, speed, loop), nil
+	if r.End > 0 && r.End < r.Start {
+		return nil, fmt.Errorf("simulator: replay source %q: end is before start", s)
+	}
+	return r, nil
 }
 
 // Feed runs the replay into sink as a live feed: each update goes with TS
@@ -217,35 +183,83 @@ func (r *Replayer) Progress() Progress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.p
+	p.Paused, p.Speed = r.paused, r.speedLocked()
 	if !p.Done {
 		p.Rate = r.meter.at(time.Now())
 	}
 	return p
 }
 
+// Pause holds the replay before its next update until Resume.
+func (r *Replayer) Pause() { r.control(func() { r.paused = true }) }
+
+// Resume ends a Pause: the recorded pace goes on from where it stopped.
+func (r *Replayer) Resume() { r.control(func() { r.paused = false }) }
+
+// SetSpeed changes the pace from now on (zero means 1x).
+func (r *Replayer) SetSpeed(s Speed) { r.control(func() { r.Speed = s }) }
+
+// SeekTo moves the replay to the first update with ts at or after ts (Unix
+// µs), clamped to the window; the pass goes on from there, and a paused
+// replay stays paused.
+func (r *Replayer) SeekTo(ts int64) {
+	ts = max(ts, r.Start, 1)
+	if r.End > 0 {
+		ts = min(ts, r.End)
+	}
+	r.control(func() { r.seekTo = ts })
+}
+
+// control changes the controls under the lock and wakes Run.
+func (r *Replayer) control(change func()) {
+	r.mu.Lock()
+	change()
+	w := r.wakeLocked()
+	r.mu.Unlock()
+	select {
+	case w <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Replayer) wakeLocked() chan struct{} {
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+	return r.wake
+}
+
+func (r *Replayer) speedLocked() Speed {
+	if r.Speed == 0 {
+		return 1
+	}
+	return r.Speed
+}
+
 // maxLag is how far behind its schedule a replay may fall (a slow receiver)
 // before it forgets the lag instead of catching up in a burst.
 const maxLag = time.Second
 
-// Run delivers every update of the capture to deliver, in order, waiting
-// between two of them their recorded gap divided by Speed (an update whose
-// ts is behind an earlier one's goes at once, and the gap after it counts
-// from the highest ts so far). deliver is called from Run's goroutine
-// only, with the recorded ts in u.TS; it must not keep u; an error from it
-// ends Run. Run returns nil after the last update (of the last pass when
-// not looping), ctx.Err() when ctx ends first, or the capture's error. A
-// looping replay of an empty capture returns at once.
+// Run delivers every update of the window to deliver, in order, each at
+// the wall time its recorded position is due: the position is the highest
+// ts so far (an update whose ts is behind an earlier one's goes at once),
+// and its due time is computed from where the pace was last set (the
+// pass's first update, a resume, a seek, a speed change) plus the recorded
+// time since then divided by the speed, so that waits never accumulate
+// drift. A receiver that falls more than a second behind is not caught up
+// in a burst: the pace resumes from there. deliver is called from Run's
+// goroutine only, with the recorded ts in u.TS; it must not keep u; an
+// error from it ends Run. Run returns nil after the last update (of the
+// last pass when not looping), ctx.Err() when ctx ends first, or the
+// capture's error. A looping replay of an empty window returns at once.
 func (r *Replayer) Run(ctx context.Context, deliver func(u *feed.Update) error) error {
 	if r.Open == nil {
 		return errors.New("simulator: Replayer.Open is nil")
 	}
-	speed := r.Speed
-	if speed == 0 {
-		speed = 1
-	}
 	r.mu.Lock()
 	r.p = Progress{Started: time.Now()}
 	r.meter = rateMeter{start: r.p.Started}
+	wake := r.wakeLocked()
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
@@ -258,118 +272,169 @@ func (r *Replayer) Run(ctx context.Context, deliver func(u *feed.Update) error) 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for pass := 1; ; pass++ {
-		n, err := r.pass(ctx, pass, speed, timer, deliver)
+		p := &replayPass{r: r, timer: timer, wake: wake, deliver: deliver}
+		n, err := p.run(ctx, pass)
 		if err != nil || !r.Loop || n == 0 {
 			return err
 		}
 	}
 }
 
-// pass replays the capture once and returns how many updates it delivered.
-func (r *Replayer) pass(ctx context.Context, pass int, speed Speed, timer *time.Timer,
-	deliver func(u *feed.Update) error) (int64, error) {
-	cr, err := r.Open()
-	if err != nil {
-		return 0, err
+// replayClock maps recorded time to wall time: the update at recorded position ts
+// is due at wall + (ts − pos)/speed.
+type replayClock struct {
+	wall time.Time
+	pos  int64 // recorded position, Unix µs
+	set  bool  // false until the first update of a pass or seek
+}
+
+func (p replayClock) due(ts int64, speed Speed) time.Time {
+	return p.wall.Add(time.Duration(float64(ts-p.pos) * float64(time.Microsecond) / float64(speed)))
+}
+
+// at returns the recorded position the pace has reached at wall time now,
+// no further than limit.
+func (p replayClock) at(now time.Time, speed Speed, limit int64) int64 {
+	if speed >= MaxSpeed {
+		return limit
 	}
-	defer cr.Close()
+	return min(p.pos+int64(float64(now.Sub(p.wall).Microseconds())*float64(speed)), limit)
+}
+
+// replayPass is one pass of Run over the window.
+type replayPass struct {
+	r       *Replayer
+	timer   *time.Timer
+	wake    chan struct{}
+	deliver func(u *feed.Update) error
+
+	cr     *CaptureReader
+	u      feed.Update
+	have   bool  // u was read and is not delivered yet
+	high   int64 // highest ts delivered in this pass (since the last seek)
+	n      int64 // updates delivered in this pass
+	pace   replayClock
+	speed  Speed // in force for pace
+	paused bool  // as the controls were at the last look
+}
+
+// run replays the window once and returns how many updates it delivered.
+func (p *replayPass) run(ctx context.Context, pass int) (int64, error) {
+	r := p.r
 	r.mu.Lock()
 	r.p.Pass, r.p.InPass = pass, 0
+	p.speed = r.speedLocked()
 	r.mu.Unlock()
-	var u feed.Update
-	var n int64
-	var base time.Time  // wall time at which the first update was delivered
-	var high, pos int64 // highest ts so far; recorded time since the first update, without backward steps
+	if err := p.open(r.Start); err != nil {
+		return 0, err
+	}
+	defer func() { p.cr.Close() }()
 	for {
 		if err := ctx.Err(); err != nil {
-			return n, err
+			return p.n, err
 		}
-		switch err := cr.Next(&u); {
-		case errors.Is(err, io.EOF):
-			return n, nil
-		case err != nil:
-			return n, err
+		paused, err := p.steer()
+		if err != nil {
+			return p.n, err
 		}
-		if n == 0 {
-			base, high = time.Now(), u.TS
-		} else if gap := u.TS - high; gap > 0 {
-			pos, high = pos+gap, u.TS
+		if paused {
+			select {
+			case <-ctx.Done():
+				return p.n, ctx.Err()
+			case <-p.wake:
+			}
+			continue
 		}
-		ts := u.TS
-		if n > 0 && speed < MaxSpeed {
-			due := base.Add(time.Duration(float64(pos) * float64(time.Microsecond) / float64(speed)))
+		if !p.have {
+			switch err := p.cr.Next(&p.u); {
+			case errors.Is(err, io.EOF):
+				return p.n, nil
+			case err != nil:
+				return p.n, err
+			}
+			if r.End > 0 && p.u.TS > r.End {
+				return p.n, nil
+			}
+			p.have = true
+		}
+		pos := max(p.high, p.u.TS)
+		if !p.pace.set {
+			p.pace = replayClock{wall: time.Now(), pos: pos, set: true}
+		} else if p.speed < MaxSpeed {
+			due := p.pace.due(pos, p.speed)
 			now := time.Now()
 			if lag := now.Sub(due); lag > maxLag {
-				base = base.Add(lag) // resume the recorded pace from here, without a burst
+				p.pace.wall = p.pace.wall.Add(lag) // go on at the recorded pace from here, without a burst
 			} else if wait := due.Sub(now); wait > 0 {
-				timer.Reset(wait)
+				p.timer.Reset(wait)
 				select {
 				case <-ctx.Done():
-					return n, ctx.Err()
-				case <-timer.C:
+					return p.n, ctx.Err()
+				case <-p.wake:
+					continue // a control changed: steer, then wait again
+				case <-p.timer.C:
 				}
 			}
 		}
-		if err := deliver(&u); err != nil {
-			return n, err
+		ts := p.u.TS // deliver may change u
+		if err := p.deliver(&p.u); err != nil {
+			return p.n, err
 		}
-		n++
+		p.have, p.high = false, pos
+		p.n++
 		now := time.Now()
 		r.mu.Lock()
 		r.meter.add(now)
 		r.p.Sent++
-		r.p.InPass = n
+		r.p.InPass = p.n
 		r.p.Position = time.UnixMicro(ts)
 		r.mu.Unlock()
 	}
 }
 
-// rateMeter measures a rate over windows of about a second.
-type rateMeter struct {
-	start time.Time
-	count int64
-	rate  float64 // of the last full window
+// open (re)opens the capture at from.
+func (p *replayPass) open(from int64) error {
+	if p.cr != nil {
+		p.cr.Close()
+		p.cr = nil
+	}
+	cr, err := p.r.Open(from)
+	if err != nil {
+		return err
+	}
+	p.cr, p.have, p.high, p.pace = cr, false, 0, replayClock{}
+	return nil
 }
 
-// add counts one event at now.
-func (m *rateMeter) add(now time.Time) {
-	m.count++
-	if d := now.Sub(m.start); d >= time.Second {
-		m.rate = float64(m.count) / d.Seconds()
-		m.start, m.count = now, 0
+// steer applies the controls set since the last look: a seek reopens the
+// capture, a speed change or a pause moves the pace's origin to where the
+// replay has got to, so that the recorded gaps go on from there. It
+// reports whether the replay is paused.
+func (p *replayPass) steer() (paused bool, err error) {
+	r := p.r
+	r.mu.Lock()
+	seek, speed := r.seekTo, r.speedLocked()
+	paused, r.seekTo = r.paused, 0
+	r.mu.Unlock()
+	if seek != 0 {
+		return paused, p.open(seek)
 	}
-}
-
-// at returns the rate at now: that of the last full window, or lower when
-// the current window has run long without events.
-func (m *rateMeter) at(now time.Time) float64 {
-	if d := now.Sub(m.start); d >= 2*time.Second {
-		return float64(m.count) / d.Seconds()
-	}
-	return m.rate
-}
-
-// Format renders p as one line for a progress display: updates sent, rate,
-// position in the capture and the time left in this pass, e.g.
-// "pass 2: 12345 updates sent, 2000/s, at 2024-01-02T15:04:05Z (41%), 1m30s left".
-func (p Progress) Format(s Summary, speed Speed) string {
-	var b strings.Builder
-	if p.Pass > 1 {
-		fmt.Fprintf(&b, "pass %d: ", p.Pass)
-	}
-	fmt.Fprintf(&b, "%d updates sent, %.0f/s", p.Sent, p.Rate)
-	if !p.Position.IsZero() {
-		fmt.Fprintf(&b, ", at %s", p.Position.UTC().Format(time.RFC3339))
-		if span := s.Last - s.First; span > 0 {
-			done := float64(p.Position.UnixMicro()-s.First) / float64(span)
-			fmt.Fprintf(&b, " (%.0f%%)", 100*min(max(done, 0), 1))
+	if p.pace.set {
+		now := time.Now()
+		limit := p.high
+		if p.have {
+			limit = max(p.high, p.u.TS)
+		}
+		switch {
+		case paused && !p.paused, !paused && !p.paused && speed != p.speed:
+			// Pausing, or a new speed: the pace starts again from the
+			// position reached.
+			p.pace = replayClock{wall: now, pos: max(p.pace.at(now, p.speed, limit), p.high), set: true}
+		case !paused && p.paused:
+			p.pace.wall = now // resuming: from the position reached when paused
 		}
 	}
-	switch left, ok := p.Remaining(s, speed); {
-	case p.Done:
-		b.WriteString(", done")
-	case ok:
-		fmt.Fprintf(&b, ", %s left", left.Round(time.Second))
-	}
-	return b.String()
+	p.paused = paused
+	p.speed = speed
+	return paused, nil
 }

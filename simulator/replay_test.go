@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -72,7 +74,13 @@ func spacedCapture(t testing.TB, n int, gap time.Duration) ([]byte, []feed.Updat
 
 func replayerOf(data []byte, speed Speed, loop bool) *Replayer {
 	return &Replayer{
-		Open:  func() (*CaptureReader, error) { return NewCaptureReader(bytes.NewReader(data)) },
+		Open: func(from int64) (*CaptureReader, error) {
+			r, err := NewCaptureReader(bytes.NewReader(data))
+			if r != nil {
+				r.from = from
+			}
+			return r, err
+		},
 		Speed: speed,
 		Loop:  loop,
 	}
@@ -284,6 +292,9 @@ func TestParseReplaySource(t *testing.T) {
 	if err := r.Feed(context.Background(), sink); err != nil {
 		t.Fatal(err)
 	}
+	if p, want := r.Progress().Position, time.UnixMicro(updates[len(updates)-1].TS); !p.Equal(want) {
+		t.Errorf("position after Feed %v, want the recorded %v", p, want)
+	}
 	got := sink.all()
 	if len(got) != len(updates) {
 		t.Fatalf("fed %d updates, want %d", len(got), len(updates))
@@ -296,5 +307,248 @@ func TestParseReplaySource(t *testing.T) {
 		if !sameUpdate(&got[i], &updates[i]) {
 			t.Fatalf("update %d differs", i)
 		}
+	}
+}
+
+// jitteredCapture writes n updates with gaps drawn from [lo, hi) to a
+// capture file and returns its path and updates.
+func jitteredCapture(t testing.TB, n int, lo, hi time.Duration) (string, []feed.Update) {
+	t.Helper()
+	updates := simUpdates(t, Config{Symbols: 10}, n)
+	rng := rand.New(rand.NewPCG(7, 7))
+	ts := time.Unix(1_700_000_000, 0).UnixMicro()
+	for i := range updates {
+		if i > 0 {
+			ts += lo.Microseconds() + rng.Int64N((hi - lo).Microseconds())
+		}
+		updates[i].TS = ts
+	}
+	path := filepath.Join(t.TempDir(), "jitter.zst")
+	w, err := CreateCapture(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range updates {
+		if err := w.Write(&updates[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, updates
+}
+
+// percentile returns the p-th percentile (0..1) of ds, sorting them.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	slices.Sort(ds)
+	return ds[min(int(p*float64(len(ds))), len(ds)-1)]
+}
+
+// At 1x the gaps between deliveries are the recorded gaps: each update is
+// due at an absolute time computed from the capture, so waits do not add
+// up. The bound is generous for a loaded 2-core CI machine; the figures
+// are logged (docs/performance.md has them from a quiet run).
+func TestReplayTimingFidelity(t *testing.T) {
+	path, updates := jitteredCapture(t, 300, 2*time.Millisecond, 18*time.Millisecond)
+	r := ReplayFile(path, 1, false)
+	at := make([]time.Time, 0, len(updates))
+	if err := r.Run(context.Background(), func(*feed.Update) error {
+		at = append(at, time.Now())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(at) != len(updates) {
+		t.Fatalf("delivered %d updates, want %d", len(at), len(updates))
+	}
+	gapErr := make([]time.Duration, 0, len(at))
+	driftErr := make([]time.Duration, 0, len(at))
+	for i := 1; i < len(at); i++ {
+		recorded := time.Duration(updates[i].TS-updates[i-1].TS) * time.Microsecond
+		gapErr = append(gapErr, (at[i].Sub(at[i-1]) - recorded).Abs())
+		sched := time.Duration(updates[i].TS-updates[0].TS) * time.Microsecond
+		driftErr = append(driftErr, (at[i].Sub(at[0]) - sched).Abs())
+	}
+	p50, p99 := percentile(gapErr, 0.5), percentile(gapErr, 0.99)
+	d99, dmax := percentile(driftErr, 0.99), percentile(driftErr, 1)
+	t.Logf("gap error over %d gaps: p50 %v, p99 %v; schedule error p99 %v, max %v (span %v)",
+		len(gapErr), p50, p99, d99, dmax, time.Duration(updates[len(updates)-1].TS-updates[0].TS)*time.Microsecond)
+	if p99 > 20*time.Millisecond {
+		t.Errorf("p99 gap error %v, want under 20 ms", p99)
+	}
+	if d99 > 20*time.Millisecond {
+		t.Errorf("p99 schedule error %v, want under 20 ms: waits drift", d99)
+	}
+}
+
+func TestReplayWindow(t *testing.T) {
+	path, updates := indexedCapture(t, 3000, 30*time.Second)
+	start, end := updates[0].TS+10_000_000, updates[0].TS+20_000_000
+	i := firstAtOrAfter(updates, start)
+	j := i
+	for j < len(updates) && updates[j].TS <= end {
+		j++
+	}
+	want := updates[i:j]
+	tests := []struct {
+		name string
+		src  string
+	}{
+		{"RFC 3339", "?speed=max&start=" + time.UnixMicro(start).UTC().Format(time.RFC3339Nano) + "&end=" + time.UnixMicro(end).UTC().Format(time.RFC3339Nano)},
+		{"offsets", "?speed=max&start=+10s&end=+20s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := ParseReplaySource(path + tt.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Start != start || r.End != end {
+				t.Fatalf("window %d..%d, want %d..%d", r.Start, r.End, start, end)
+			}
+			r.Loop = true
+			var got []feed.Update
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			err = r.Run(ctx, func(u *feed.Update) error {
+				got = append(got, *u)
+				if len(got) == 2*len(want) {
+					cancel()
+				}
+				return nil
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run: %v", err)
+			}
+			for pass := range 2 {
+				for k := range want {
+					if !sameUpdate(&got[pass*len(want)+k], &want[k]) {
+						t.Fatalf("pass %d: update %d differs from the window's", pass+1, k)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestReplayTime(t *testing.T) {
+	first := func() (int64, error) { return 1_700_000_000_000_000, nil }
+	tests := []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"2023-11-14T22:13:20Z", 1_700_000_000_000_000, ""},
+		{"2023-11-14T23:13:20.5+01:00", 1_700_000_000_500_000, ""},
+		{"+10m", 1_700_000_600_000_000, ""},
+		{"+0s", 1_700_000_000_000_000, ""},
+		{"+1h30m", 1_700_005_400_000_000, ""},
+		{"+-5m", 0, "bad replay time"},
+		{"+soon", 0, "bad replay time"},
+		{"10m", 0, "bad replay time"},
+		{"2023-11-14", 0, "bad replay time"},
+		{"0001-01-01T00:00:00Z", 0, "year out of range"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ReplayTime(tt.in, first)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !errors.Is(err, ErrTime) {
+					t.Fatalf("ReplayTime(%q) = %d, %v; want an ErrTime about %q", tt.in, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ReplayTime(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// deliveries records when each update of a replay arrives.
+type deliveries struct {
+	mu sync.Mutex
+	ts []int64
+	at []time.Time
+}
+
+func (d *deliveries) deliver(u *feed.Update) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ts = append(d.ts, u.TS)
+	d.at = append(d.at, time.Now())
+	return nil
+}
+
+func (d *deliveries) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.ts)
+}
+
+// since returns the deliveries from the i-th on.
+func (d *deliveries) since(i int) ([]int64, []time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.ts[i:]), slices.Clone(d.at[i:])
+}
+
+func TestReplayControls(t *testing.T) {
+	// 400 updates 10 ms apart: 4 s at 1x.
+	_, updates := spacedCapture(t, 400, 10*time.Millisecond)
+	updates[4].TS += 10_000_000 // spacedCapture moved it back; keep this capture in order
+	data := writeCapture(t, updates)
+	r := replayerOf(data, 1, false)
+	d := &deliveries{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, d.deliver) }()
+
+	waitFor(t, 5*time.Second, "20 updates", func() bool { return d.len() >= 20 })
+	r.Pause()
+	waitFor(t, time.Second, "the pause to show", func() bool { return r.Progress().Paused })
+	held := d.len()
+	time.Sleep(300 * time.Millisecond) // nothing may arrive while paused
+	if n := d.len(); n > held+1 {      // one may have been on its way
+		t.Fatalf("%d updates delivered while paused", n-held)
+	}
+	held = d.len()
+	resumed := time.Now()
+	r.Resume()
+	waitFor(t, 5*time.Second, "10 updates after resuming", func() bool { return d.len() >= held+10 })
+	_, at := d.since(held)
+	if took := at[9].Sub(resumed); took < 70*time.Millisecond {
+		t.Errorf("10 updates 10 ms apart came %v after resuming: the pause was caught up in a burst", took)
+	}
+
+	r.SetSpeed(10)
+	mark := d.len() + 1 // one may have been on its way at 1x
+	waitFor(t, 5*time.Second, "100 updates at 10x", func() bool { return d.len() >= mark+100 })
+	ts, at := d.since(mark)
+	recorded := time.Duration(ts[99]-ts[0]) * time.Microsecond
+	if took := at[99].Sub(at[0]); float64(recorded)/float64(took) < 3 {
+		t.Errorf("%v of capture at 10x took %v", recorded, took)
+	}
+	if p := r.Progress(); p.Speed != 10 {
+		t.Errorf("progress speed %v, want 10x", p.Speed)
+	}
+
+	r.SetSpeed(1)
+	for _, target := range []int{300, 100} { // forward, then back
+		before := d.len()
+		r.SeekTo(updates[target].TS)
+		waitFor(t, 5*time.Second, "two updates after the seek", func() bool { return d.len() >= before+3 })
+		ts, _ := d.since(before)
+		// One update may have been on its way when SeekTo was called.
+		k := slices.Index(ts[:2], updates[target].TS)
+		if k < 0 || ts[k+1] != updates[target+1].TS {
+			t.Errorf("after the seek to update %d (ts %d) came ts %v", target, updates[target].TS, ts[:3])
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
 	}
 }

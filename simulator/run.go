@@ -18,7 +18,8 @@ const pace = time.Millisecond
 const ctxCheckEvery = 4096
 
 // Run applies the initial record of every symbol to sink, then applies
-// ticks in real time at Config.Rate updates per second until ctx is done,
+// ticks in real time at the rate the Config and its scenario call for
+// (Config.Rate updates per second for the steady walk) until ctx is done,
 // and returns ctx.Err(). Ticks due are emitted in batches every few
 // milliseconds against a running count, so the rate does not drift; after
 // a stall of more than a second (a slow sink, a suspended process) the
@@ -28,6 +29,7 @@ const ctxCheckEvery = 4096
 func (s *Sim) Run(ctx context.Context, sink feed.Sink) error {
 	var u feed.Update
 	now := time.Now()
+	s.origin = now
 	for i := range s.syms {
 		if i%ctxCheckEvery == 0 && ctx.Err() != nil {
 			return ctx.Err()
@@ -37,10 +39,10 @@ func (s *Sim) Run(ctx context.Context, sink feed.Sink) error {
 	}
 	t := time.NewTicker(pace)
 	defer t.Stop()
-	rate := s.cfg.Rate
-	maxBacklog := int64(math.Ceil(rate)) // one second's worth
-	start := time.Now()
-	var sent int64 // ticks emitted since start, counting dropped backlog
+	// The backlog kept is one second's worth at the highest rate; sent
+	// counts the ticks emitted since the start, dropped backlog included.
+	maxBacklog := int64(math.Ceil(s.scn.sched.maxRate()))
+	var sent int64
 	for {
 		select {
 		case <-ctx.Done():
@@ -48,7 +50,7 @@ func (s *Sim) Run(ctx context.Context, sink feed.Sink) error {
 		case <-t.C:
 		}
 		now := time.Now()
-		due := int64(now.Sub(start).Seconds() * rate)
+		due := int64(s.scn.sched.due(now.Sub(s.origin)))
 		if due-sent > maxBacklog {
 			sent = due - 1 // forget the backlog, keep the pace from here
 		}
@@ -64,14 +66,16 @@ func (s *Sim) Run(ctx context.Context, sink feed.Sink) error {
 }
 
 // Generate writes a capture of d of simulated time to w as fast as it can:
-// the initial record of every symbol stamped start, then Config.Rate ticks
-// per simulated second, the k-th stamped start + k/Rate (both as ts and as
-// the time field). It returns the number of updates written; if ctx ends
-// first it returns what it wrote so far and ctx.Err(). It does not close w.
+// the initial record of every symbol stamped start, then the ticks of the
+// Config and its scenario, each stamped (as ts and as the time field) when
+// it is due: the k-th of the steady walk at start + k/Rate. It returns the
+// number of updates written; if ctx ends first it returns what it wrote so
+// far and ctx.Err(). It does not close w.
 func (s *Sim) Generate(ctx context.Context, w *CaptureWriter, start time.Time, d time.Duration) (int64, error) {
 	var u feed.Update
 	var n int64
 	startUS := start.UnixMicro()
+	s.origin = start
 	for i := range s.syms {
 		if i%ctxCheckEvery == 0 && ctx.Err() != nil {
 			return n, ctx.Err()
@@ -83,13 +87,12 @@ func (s *Sim) Generate(ctx context.Context, w *CaptureWriter, start time.Time, d
 		}
 		n++
 	}
-	ticks := int64(d.Seconds() * s.cfg.Rate)
-	usPerTick := 1e6 / s.cfg.Rate
+	ticks := int64(s.scn.sched.due(d) + 1e-9)
 	for k := int64(1); k <= ticks; k++ {
 		if k%ctxCheckEvery == 0 && ctx.Err() != nil {
 			return n, ctx.Err()
 		}
-		off := int64(math.Round(float64(k) * usPerTick))
+		off := s.scn.sched.at(k)
 		s.Next(&u, start.Add(time.Duration(off)*time.Microsecond))
 		u.TS = startUS + off
 		if err := w.Write(&u); err != nil {

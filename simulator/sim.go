@@ -37,6 +37,10 @@ type Config struct {
 	// Seed drives every random choice of prices, sizes and timing; symbol
 	// names do not depend on it. Zero means 1.
 	Seed int64
+	// Scenario shapes the feed beyond the steady random walk: one of
+	// Scenarios (see scenario.go for each one's timeline). Empty means
+	// "steady". "halt" needs at least 2 symbols.
+	Scenario string
 }
 
 // withDefaults returns c with zero fields replaced by their defaults.
@@ -59,6 +63,9 @@ func (c Config) validate() error {
 	}
 	if !(c.Rate > 0 && c.Rate <= MaxRate) { // also rejects NaN
 		return fmt.Errorf("%w: rate %v out of range (0, %d] updates/s", ErrConfig, c.Rate, MaxRate)
+	}
+	if c.Scenario == ScenarioHalt && c.Symbols < 2 {
+		return fmt.Errorf("%w: scenario %s needs at least 2 symbols", ErrConfig, c.Scenario)
 	}
 	return nil
 }
@@ -100,6 +107,8 @@ type Sim struct {
 	rng    *rand.Rand
 	pick   aliasTable
 	values valueCache
+	scn    scenario
+	origin time.Time // the feed's start, for the scenario's timeline; set by Run, Generate or the first Next
 
 	timeMicros int64 // the time field of the last update, and its value
 	timeValue  feed.Value
@@ -109,6 +118,7 @@ type Sim struct {
 type symState struct {
 	name      string
 	logMid    float64 // natural log of the latent mid price, in units
+	shift     float64 // the scenario's offset to logMid in the quoted price
 	sigma     float64 // deviation of one tick's log return
 	lot       int64   // sizes are multiples of lot
 	maxSpread int     // quoted spread is 1..maxSpread ticks
@@ -129,8 +139,14 @@ func New(cfg Config) (*Sim, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	scn, err := newScenario(cfg.Scenario, cfg.Rate)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Scenario = scn.name
 	seed := uint64(cfg.Seed)
 	s := &Sim{
+		scn:    scn,
 		cfg:    cfg,
 		names:  symbolNames(cfg.Symbols),
 		syms:   make([]symState, cfg.Symbols),
@@ -218,14 +234,28 @@ func (s *Sim) Initial(i int, u *feed.Update, now time.Time) {
 // Next fills u with the next random tick: a popular symbol more often than
 // others, 70% quote changes (bid, ask, their sizes: only those that moved)
 // and 30% trades at the bid or the ask (last, lastSize, volume, and high,
-// low, change, changePct when they move), always with time = now. The
-// sequence of symbols, fields and values other than time is a pure function
-// of the Config.
+// low, change, changePct when they move), always with time = now; or with
+// the scenario's event due now. The sequence of symbols, fields and values
+// other than time is a pure function of the Config and of the times Next
+// is called with, counted from the feed's start (the first call's now,
+// unless Run or Generate set it).
 func (s *Sim) Next(u *feed.Update, now time.Time) {
-	st := &s.syms[s.pick.draw(s.rng)]
+	if s.origin.IsZero() {
+		s.origin = now
+	}
+	e := now.Sub(s.origin)
 	u.Reset()
+	if s.scn.event(s, u, e, now) {
+		return
+	}
+	i := s.pick.draw(s.rng)
+	for s.scn.skips(i) {
+		i = s.pick.draw(s.rng)
+	}
+	st := &s.syms[i]
 	u.Symbol = st.name
 	st.logMid = max(st.logMid+st.sigma*s.rng.NormFloat64(), floorLogMid)
+	st.shift = s.scn.shift(i, e)
 	if s.rng.Float64() < quoteShare {
 		s.nextQuote(u, st)
 	} else {
@@ -235,7 +265,7 @@ func (s *Sim) Next(u *feed.Update, now time.Time) {
 }
 
 func (s *Sim) nextQuote(u *feed.Update, st *symState) {
-	bid, ask := quote(math.Exp(st.logMid), 1+s.rng.IntN(st.maxSpread))
+	bid, ask := quote(math.Exp(st.logMid+st.shift), 1+s.rng.IntN(st.maxSpread))
 	bidSize, askSize := st.bidSize, st.askSize
 	if bid != st.bid || s.rng.IntN(2) == 0 {
 		bidSize = quoteSize(s.rng, st.lot)

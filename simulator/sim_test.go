@@ -39,6 +39,10 @@ func TestNewValidates(t *testing.T) {
 		{"rate over max", Config{Rate: MaxRate + 1}, false},
 		{"tiny rate", Config{Rate: 0.01}, true},
 		{"negative seed", Config{Seed: -7}, true},
+		{"each scenario", Config{Scenario: ScenarioGap}, true},
+		{"unknown scenario", Config{Scenario: "meteor"}, false},
+		{"halt of one symbol", Config{Symbols: 1, Scenario: ScenarioHalt}, false},
+		{"open burst over max rate", Config{Rate: MaxRate, Scenario: ScenarioOpen}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,7 +65,7 @@ func TestNewValidates(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	got := newSim(t, Config{}).Config()
-	want := Config{Symbols: 200, Rate: 2000, Seed: 1}
+	want := Config{Symbols: 200, Rate: 2000, Seed: 1, Scenario: ScenarioSteady}
 	if got != want {
 		t.Errorf("Config() = %+v, want %+v", got, want)
 	}

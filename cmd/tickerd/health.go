@@ -18,8 +18,10 @@ type feedHealth struct {
 	cache *conflate.Cache
 }
 
-func newHealth(cache *conflate.Cache, staleAfter time.Duration, reg prometheus.Registerer) *feedHealth {
-	fh := &feedHealth{h: feed.NewHealth(cache, staleAfter), cache: cache}
+// newHealth watches the feeds that apply through sink (the cache, or the
+// recorder in front of it); cache is where statuses are read.
+func newHealth(cache *conflate.Cache, sink feed.Sink, staleAfter time.Duration, reg prometheus.Registerer) *feedHealth {
+	fh := &feedHealth{h: feed.NewHealth(sink, staleAfter), cache: cache}
 	reg.MustRegister(fh.h.Collector())
 	return fh
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -52,6 +53,8 @@ type config struct {
 	staleAfter     time.Duration
 	logFormat      string
 	logLevel       string
+	record         string
+	recordQueue    int
 }
 
 const usageHead = `tickerd — market-data streaming server
@@ -73,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.addr, "addr", ":8080", "HTTP listen `address`")
-	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, replay:PATH[?speed=10x&loop=1], tcp:ADDR (NDJSON over TCP; tickerd listens)")
+	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, replay:PATH[?speed=10x&loop=1&start=T&end=T], tcp:ADDR (NDJSON over TCP; tickerd listens)")
 	fs.IntVar(&c.simSymbols, "sim-symbols", 200, "built-in simulator: number of symbols")
 	fs.Float64Var(&c.simRate, "sim-rate", 2000, "built-in simulator: total updates per second")
 	fs.Int64Var(&c.simSeed, "sim-seed", 1, "built-in simulator: random seed")
@@ -101,6 +104,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "close a session whose writes make no progress this long")
 	fs.DurationVar(&c.maxConnAge, "max-conn-age", 10*time.Minute, "end streaming connections cleanly after this age")
 	fs.Int64Var(&c.maxBody, "max-ingest-body", 8<<20, "largest POST /v1/ingest body in `bytes`")
+	fs.StringVar(&c.record, "record", "", "record every applied update into hourly captures named after `path` (ticks.zst → ticks-20261122T0400Z.zst, with .idx indexes); empty = no recording")
+	fs.IntVar(&c.recordQueue, "record-queue", simulator.DefaultRecordQueue, "updates -record may hold while the disk is slow; more are dropped (tickerd_record_dropped_total)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pos, err := cli.Parse(fs, args)
@@ -143,6 +148,11 @@ func (c *config) validate() error {
 	check(c.maxOpSymbols >= 1, "-max-op-symbols must be ≥ 1, got %d", c.maxOpSymbols)
 	check(c.maxMessage >= 1024 && c.maxMessage <= 1<<20, "-max-message-bytes must be 1024..1048576, got %d", c.maxMessage)
 	check((c.tlsCert == "") == (c.tlsKey == ""), "-tls-cert and -tls-key go together")
+	check(c.recordQueue >= 1, "-record-queue must be ≥ 1, got %d", c.recordQueue)
+	if c.record != "" {
+		fi, err := os.Stat(filepath.Dir(c.record))
+		check(err == nil && fi.IsDir(), "-record %q: directory %s does not exist", c.record, filepath.Dir(c.record))
+	}
 	check(c.logFormat == "text" || c.logFormat == "json", "-log-format must be text or json, got %q", c.logFormat)
 	var lvl slog.Level
 	check(lvl.UnmarshalText([]byte(c.logLevel)) == nil, "-log-level must be debug, info, warn or error, got %q", c.logLevel)

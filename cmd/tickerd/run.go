@@ -39,7 +39,12 @@ func run(c *config, log *slog.Logger) error {
 	cache := conflate.New()
 	registerCacheMetrics(reg, cache)
 	ingestMetrics := feed.NewMetrics(reg)
-	health := newHealth(cache, c.staleAfter, reg)
+	sink, stopRecording, err := startRecording(c, cache, reg, log) // -record wraps cache
+	if err != nil {
+		return err
+	}
+	defer stopRecording() // after the feeds have stopped: deferred first, run last
+	health := newHealth(cache, sink, c.staleAfter, reg)
 	auth, err := openAuth(c, log)
 	if err != nil {
 		return err
@@ -105,6 +110,7 @@ func run(c *config, log *slog.Logger) error {
 	mux.HandleFunc("GET /readyz", health.serveReady)
 	registerUI(mux)
 	registerDebug(mux)
+	replays := registerReplayAdmin(mux, c.adminKey)
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -125,7 +131,7 @@ func run(c *config, log *slog.Logger) error {
 		go func() { defer feeds.Done(); delayed.Run(feedCtx) }()
 	}
 	for _, f := range c.feeds.Values {
-		if err := startFeed(feedCtx, &feeds, f, c, health.h, ingestMetrics, log); err != nil {
+		if err := startFeed(feedCtx, &feeds, f, c, health.h, replays, ingestMetrics, log); err != nil {
 			ln.Close()
 			return err
 		}
@@ -171,7 +177,7 @@ func run(c *config, log *slog.Logger) error {
 
 // startFeed starts one -feed source under wg.
 func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, health *feed.Health,
-	m *feed.Metrics, log *slog.Logger) error {
+	replays *replayFeeds, m *feed.Metrics, log *slog.Logger) error {
 	kind, arg, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "none":
@@ -191,24 +197,7 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 		}()
 		log.Info("simulated feed", "symbols", c.simSymbols, "rate", c.simRate, "seed", c.simSeed)
 	case "replay":
-		r, err := simulator.ParseReplaySource(arg)
-		if err != nil {
-			return fmt.Errorf("-feed %s: %w", spec, err)
-		}
-		counted := countingSink{Sink: health.Sink("replay"), c: m.Counter("replay")}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := r.Feed(ctx, counted)
-			switch {
-			case err == nil:
-				p := r.Progress()
-				log.Info("replay finished", "path", arg, "updates", p.Sent)
-			case !errors.Is(err, context.Canceled):
-				log.Error("replay stopped", "path", arg, "err", err)
-			}
-		}()
-		log.Info("replaying capture", "source", arg)
+		return replays.start(ctx, wg, arg, countingSink{Sink: health.Sink("replay"), c: m.Counter("replay")}, log)
 	case "tcp":
 		ln, err := net.Listen("tcp", arg)
 		if err != nil {

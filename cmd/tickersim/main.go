@@ -1,8 +1,8 @@
 // Command tickersim simulates, records and replays market data for tickerd.
 //
-//	tickersim gen -symbols N -rate R -duration D -seed S (-o CAPTURE | -to URL)
+//	tickersim gen -symbols N -rate R -duration D -seed S [-scenario NAME] (-o CAPTURE | -to URL)
 //	tickersim record -from URL [-symbols A,B] -o CAPTURE [-duration D] [-key K]
-//	tickersim replay CAPTURE -to URL [-speed 1x|10x|max] [-loop] [-key K]
+//	tickersim replay CAPTURE -to URL [-speed 1x|10x|max] [-loop] [-start T] [-end T] [-key K]
 //
 // It only parses flags and wires; the work is done by package simulator.
 package main
@@ -24,14 +24,17 @@ import (
 const usage = `tickersim simulates, records and replays market data for tickerd.
 
 Usage:
-  tickersim gen -symbols N -rate R -duration D -seed S (-o CAPTURE | -to URL)
+  tickersim gen -symbols N -rate R -duration D -seed S [-scenario NAME] (-o CAPTURE | -to URL)
   tickersim record -from URL [-symbols A,B] -o CAPTURE [-duration D] [-key K]
-  tickersim replay CAPTURE -to URL [-speed 1x|10x|max] [-loop] [-key K]
+  tickersim replay CAPTURE -to URL [-speed 1x|10x|max] [-loop] [-start T] [-end T] [-key K]
 
 A capture is zstd-compressed NDJSON, one {"symbol":..,"fields":{..},"ts":..}
-per line. URLs are a tickerd base URL (http://127.0.0.1:8080). Flags may come
-before or after positional arguments. Run "tickersim COMMAND -h" for a
-command's flags.
+per line, in independent zstd frames; CAPTURE.idx beside it indexes them by
+time so a replay can start in the middle (without it, a replay reads from
+the start). Scenarios: steady, open, flash-crash, halt, gap. Times are RFC
+3339 or +DURATION after the capture's start. URLs are a tickerd base URL
+(http://127.0.0.1:8080). Flags may come before or after positional
+arguments. Run "tickersim COMMAND -h" for a command's flags.
 `
 
 // Exit codes.

@@ -202,6 +202,13 @@ func TestUsageErrors(t *testing.T) {
 		{"record without url", []string{"record", "-o", "x"}, "-from URL is required"},
 		{"record without file", []string{"record", "-from", "http://x"}, "-o CAPTURE is required"},
 		{"record bad symbol", []string{"record", "-from", "http://x", "-o", "x", "-symbols", "AAPL,bad!"}, `bad symbol "bad!"`},
+		{"unknown scenario", []string{"gen", "-scenario", "meteor", "-o", "x"}, `unknown scenario "meteor"`},
+		{"halt of one symbol", []string{"gen", "-scenario", "halt", "-symbols", "1", "-o", "x"}, "at least 2 symbols"},
+		{"bad gen start", []string{"gen", "-start", "yesterday", "-o", "x"}, `-start "yesterday"`},
+		{"gen start live", []string{"gen", "-start", "2026-11-23T14:30:00Z", "-to", "http://127.0.0.1:1"}, "-start goes with -o"},
+		{"bad replay start", []string{"replay", "cap.zst", "-start", "noon", "-to", "http://x"}, "-start: simulator: bad replay time"},
+		{"bad replay end", []string{"replay", "cap.zst", "-end", "+later", "-to", "http://x"}, "-end: simulator: bad replay time"},
+		{"end before start", []string{"replay", "cap.zst", "-start", "2026-11-23T14:30:00Z", "-end", "2026-11-23T14:00:00Z", "-to", "http://x"}, "-end is before -start"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -368,6 +375,9 @@ func TestInterrupt(t *testing.T) {
 		got := readCapture(t, path)
 		if len(got) != 1 || got[0].Values[feed.Bid].String() != "1.25" {
 			t.Errorf("capture after SIGINT holds %+v", got)
+		}
+		if idx, err := simulator.ReadIndexFile(path, -1); err != nil || len(idx) != 1 || idx[0].Updates != 1 {
+			t.Errorf("index after SIGINT: %+v, %v; want its one frame", idx, err)
 		}
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -15,12 +14,14 @@ import (
 )
 
 var replayCommand = command{
-	usage: "tickersim replay CAPTURE -to URL [-speed 1x|10x|max] [-loop] [-key K]",
+	usage: "tickersim replay CAPTURE -to URL [-speed 1x|10x|max] [-loop] [-start T] [-end T] [-key K]",
 	setup: func(fs *flag.FlagSet) func(context.Context, env, []string) int {
 		to := fs.String("to", "", "tickerd base URL to post to (POST /v1/ingest)")
 		speed := simulator.Speed(1)
 		fs.Var(&speed, "speed", "replay pace, `Nx` or max: 1x as recorded, 10x ten times faster, max as fast as the server takes")
-		loop := fs.Bool("loop", false, "replay the capture again and again until interrupted")
+		loop := fs.Bool("loop", false, "replay the capture (or the window) again and again until interrupted")
+		start := fs.String("start", "", "replay from this `time`: RFC 3339 (2026-11-22T04:00:00Z) or +DURATION after the capture's start (+10m); empty = the start")
+		end := fs.String("end", "", "replay up to this `time`, as -start; empty = the end")
 		key := fs.String("key", "", "bearer key for -to (tickerd's -ingest-key)")
 		return func(ctx context.Context, e env, args []string) int {
 			switch {
@@ -30,20 +31,40 @@ var replayCommand = command{
 				return usageError(e.stderr, "replay", errors.New("-to URL is required"))
 			}
 			path := args[0]
-			sum, err := summarize(path)
+			rp := simulator.ReplayFile(path, speed, *loop)
+			first := func() (int64, error) { return simulator.FirstTS(path) }
+			var err error
+			if *start != "" {
+				if rp.Start, err = simulator.ReplayTime(*start, first); err != nil {
+					return usageError(e.stderr, "replay", fmt.Errorf("-start: %w", err))
+				}
+			}
+			if *end != "" {
+				if rp.End, err = simulator.ReplayTime(*end, first); err != nil {
+					return usageError(e.stderr, "replay", fmt.Errorf("-end: %w", err))
+				}
+			}
+			if rp.End > 0 && rp.End < rp.Start {
+				return usageError(e.stderr, "replay", errors.New("-end is before -start"))
+			}
+			sum, err := simulator.SummarizeFile(path)
 			if err != nil {
-				e.log.Error("replay failed", "err", err)
+				e.log.Error("replay failed", "err", fmt.Errorf("%s: %w", path, err))
 				return exitFail
 			}
 			poster, err := simulator.NewPoster(simulator.PosterConfig{URL: *to, Key: *key, Log: e.log})
 			if err != nil {
 				return usageError(e.stderr, "replay", err)
 			}
-			e.log.Info("replaying", "file", path, "updates", sum.Updates, "span", sum.Span(), "speed", speed, "loop", *loop)
-			rp := simulator.ReplayFile(path, speed, *loop)
+			window := sum.Window(rp.Start, rp.End)
+			e.log.Info("replaying", "file", path, "updates", window.Updates, "span", window.Span(), "speed", speed, "loop", *loop)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
-			wg.Go(func() { showProgress(e.stderr, e.stderrTTY, rp, sum, speed, stop) })
+			every := time.Second // a redraw on a terminal
+			if !e.stderrTTY {
+				every = plainProgressEvery
+			}
+			wg.Go(func() { showProgress(e.stderr, e.stderrTTY, every, rp, window, stop) })
 			err = rp.Run(ctx, func(u *feed.Update) error {
 				if poster.Apply(u) {
 					return nil
@@ -65,34 +86,26 @@ var replayCommand = command{
 	},
 }
 
-// summarize reads the capture at path through for its span and size.
-func summarize(path string) (simulator.Summary, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return simulator.Summary{}, err
-	}
-	defer f.Close()
-	sum, err := simulator.Summarize(f)
-	if err != nil {
-		return sum, fmt.Errorf("%s: %w", path, err)
-	}
-	return sum, nil
-}
+// plainProgressEvery is how often progress is written when stderr is not
+// a terminal (a log file, a CI job): a line every 10 s rather than a
+// redraw every second.
+const plainProgressEvery = 10 * time.Second
 
-// showProgress writes the replay's progress about once a second until stop
-// is closed, then a last time: one redrawn line on a terminal, plain lines
-// otherwise.
-func showProgress(w io.Writer, tty bool, rp *simulator.Replayer, sum simulator.Summary, speed simulator.Speed, stop <-chan struct{}) {
-	t := time.NewTicker(time.Second)
+// showProgress writes the replay's progress every so often until stop is
+// closed, then a last time: on a terminal it redraws one line, elsewhere
+// it writes a line each time.
+func showProgress(w io.Writer, tty bool, every time.Duration, rp *simulator.Replayer, sum simulator.Summary, stop <-chan struct{}) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
-			showLine(w, tty, rp.Progress().Format(sum, speed), true)
+			p := rp.Progress()
+			showLine(w, tty, p.Format(sum, p.Speed), true)
 			return
 		case <-t.C:
 			if p := rp.Progress(); !p.Done { // the last line comes with stop
-				showLine(w, tty, p.Format(sum, speed), false)
+				showLine(w, tty, p.Format(sum, p.Speed), false)
 			}
 		}
 	}
