@@ -115,22 +115,54 @@ func checkDigits(text string) bool {
 // for every field, or a JSON number for decimal fields (read as a decimal,
 // never as float64).
 func ParseValue(f Field, raw json.RawMessage) (Value, error) {
-	name := f.String()
 	if len(raw) == 0 {
-		return Value{}, errorf(ReasonValue, name, "missing value")
+		return Value{}, errorf(ReasonValue, f.String(), "missing value")
 	}
-	var text string
-	isString := raw[0] == '"'
-	if isString {
-		if err := json.Unmarshal(raw, &text); err != nil {
-			return Value{}, errorf(ReasonValue, name, "malformed string")
+	if raw[0] == '"' {
+		text, ok := jsonString(raw)
+		if !ok {
+			return Value{}, errorf(ReasonValue, f.String(), "malformed string")
 		}
-	} else {
-		text = string(raw)
+		return parseText(f, text, true)
 	}
+	return parseText(f, string(raw), false)
+}
+
+// ParseText parses the text of a value for field f as ParseValue parses a
+// JSON string: a decimal in plain or exponent notation, an RFC 3339 time or
+// a status word. It is the entry for formats without JSON (CSV cells).
+func ParseText(f Field, s string) (Value, error) { return parseText(f, s, true) }
+
+// jsonString decodes a JSON string token. Printable ASCII without escapes,
+// what feeds send, is copied as is; anything else goes to encoding/json.
+func jsonString(raw []byte) (string, bool) {
+	n := len(raw)
+	if n >= 2 && raw[n-1] == '"' {
+		plain := true
+		for _, c := range raw[1 : n-1] {
+			if c < 0x20 || c > 0x7e || c == '\\' || c == '"' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return string(raw[1 : n-1]), true
+		}
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// parseText parses the text of a value for field f; isString says whether
+// it came quoted (JSON numbers are accepted for decimal fields only).
+func parseText(f Field, text string, isString bool) (Value, error) {
+	name := f.String()
 	switch f.Kind() {
 	case KindPrice, KindSize:
-		if !isString && (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		if !isString && (text[0] != '-' && (text[0] < '0' || text[0] > '9')) {
 			return Value{}, errorf(ReasonValue, name, "want a decimal string or number, got %s", quoteShort(text))
 		}
 		d, err := ParseDecimal(text)

@@ -127,3 +127,31 @@ func BenchmarkParseLine(b *testing.B) {
 		}
 	}
 }
+
+// The plain-ASCII shortcut of jsonString must decode exactly as
+// encoding/json does, and ParseText must agree with ParseValue on strings.
+func TestJSONStringAndParseText(t *testing.T) {
+	for _, raw := range []string{
+		`"189.12"`, `""`, `"a\"b"`, `"\u0031.5"`, `"caf\u00e9"`, "\"tab\there\"", `"\\"`, `"x"y"`, `"`, `"é"`,
+	} {
+		want, werr := "", json.Unmarshal([]byte(raw), new(string))
+		if werr == nil {
+			_ = json.Unmarshal([]byte(raw), &want)
+		}
+		got, ok := jsonString([]byte(raw))
+		if ok != (werr == nil) || got != want {
+			t.Errorf("jsonString(%s) = %q, %v; encoding/json: %q, %v", raw, got, ok, want, werr)
+		}
+	}
+	for _, tc := range []struct {
+		f    Field
+		text string
+	}{{Bid, "1.50"}, {Bid, "1e3"}, {BidSize, "-1"}, {Time, "2026-01-02T03:04:05Z"}, {Status, "halted"}, {Status, "open"}, {Bid, ""}} {
+		a, aerr := ParseText(tc.f, tc.text)
+		raw, _ := json.Marshal(tc.text)
+		b, berr := ParseValue(tc.f, raw)
+		if (aerr == nil) != (berr == nil) || !a.Equal(b) {
+			t.Errorf("%s %q: ParseText = %q, %v; ParseValue = %q, %v", tc.f, tc.text, a, aerr, b, berr)
+		}
+	}
+}
