@@ -185,12 +185,19 @@ func parseText(f Field, text string, isString bool) (Value, error) {
 		if err != nil {
 			return Value{}, errorf(ReasonValue, name, "not an RFC 3339 time: %s", quoteShort(text))
 		}
+		if y := t.UTC().Year(); y < 0 || y > 9999 { // RFC 3339 cannot write it in UTC
+			return Value{}, errorf(ReasonValue, name, "time out of range in UTC: %s", quoteShort(text))
+		}
 		return TimeValue(t), nil
 	default: // KindStatus
 		if isString {
-			switch text {
-			case StatusTrading, StatusHalted, StatusStale:
-				return StatusValue(text), nil
+			switch text { // the constants, so that a value never pins its input
+			case StatusTrading:
+				return StatusValue(StatusTrading), nil
+			case StatusHalted:
+				return StatusValue(StatusHalted), nil
+			case StatusStale:
+				return StatusValue(StatusStale), nil
 			}
 		}
 		return Value{}, errorf(ReasonValue, name, "want trading, halted or stale, got %s", quoteShort(text))

@@ -55,6 +55,8 @@ func TestParseLine(t *testing.T) {
 		{"boolean price", `{"symbol":"X","fields":{"bid":true}}`, ReasonValue, nil},
 		{"null price", `{"symbol":"X","fields":{"bid":null}}`, ReasonValue, nil},
 		{"bad time", `{"symbol":"X","fields":{"time":"yesterday"}}`, ReasonValue, nil},
+		{"time before year 0 in UTC", `{"symbol":"X","fields":{"time":"0000-01-01T00:00:00+01:00"}}`, ReasonValue, nil},
+		{"time after 9999 in UTC", `{"symbol":"X","fields":{"time":"9999-12-31T23:00:00-01:00"}}`, ReasonValue, nil},
 		{"bad status", `{"symbol":"X","fields":{"status":"open"}}`, ReasonValue, nil},
 		{"negative ts", `{"symbol":"X","fields":{"bid":"1"},"ts":-1}`, ReasonJSON, nil},
 	}
