@@ -63,7 +63,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.addr, "addr", ":8080", "HTTP listen `address`")
-	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, replay:PATH[?speed=10x&loop=1], tcp:ADDR (NDJSON over TCP; tickerd listens)")
+	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, replay:PATH[?speed=10x&loop=1], tcp:ADDR (NDJSON over TCP; tickerd listens),\n"+
+		"csv:PATH[?symbol=COL&FIELD=COL&ts=COL&ignore=COL,COL|*] (a CSV file with a header row, loaded once at start;\n"+
+		"columns named like fields map by default)")
 	fs.IntVar(&c.simSymbols, "sim-symbols", 200, "built-in simulator: number of symbols")
 	fs.Float64Var(&c.simRate, "sim-rate", 2000, "built-in simulator: total updates per second")
 	fs.Int64Var(&c.simSeed, "sim-seed", 1, "built-in simulator: random seed")
@@ -129,8 +131,12 @@ func (c *config) validate() error {
 			if _, err := simulator.ParseReplaySource(arg); err != nil {
 				errs = append(errs, fmt.Errorf("-feed %q: %w", f, err))
 			}
+		case "csv":
+			if _, _, err := parseCSVSpec(arg); err != nil {
+				errs = append(errs, fmt.Errorf("-feed %q: %w", f, err))
+			}
 		default:
-			errs = append(errs, fmt.Errorf("-feed %q: unknown source (want sim, none, replay:PATH[?speed=10x&loop=1] or tcp:ADDR)", f))
+			errs = append(errs, fmt.Errorf("-feed %q: unknown source (want sim, none, replay:PATH[?speed=10x&loop=1], tcp:ADDR or csv:PATH[?MAPPING])", f))
 		}
 	}
 	return errors.Join(errs...)

@@ -176,6 +176,8 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 			}
 		}()
 		log.Info("tcp feed listening", "addr", ln.Addr().String())
+	case "csv":
+		return startCSV(ctx, wg, arg, cache, m, log)
 	}
 	return nil
 }
