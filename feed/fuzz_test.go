@@ -3,6 +3,8 @@ package feed
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -105,6 +107,105 @@ func FuzzCSV(f *testing.F) {
 				int(testutil.ToFloat64(m.Accepted.WithLabelValues("csv"))) != res.Accepted {
 				t.Fatalf("result %d/%d, sink %d, counters %v", res.Accepted, res.Rejected, rec.count(), rejected(m, "csv"))
 			}
+		}
+	})
+}
+
+// fuzzMappings are the mappings FuzzMapper maps with.
+func fuzzMappings(t testing.TB) []*Mapping {
+	var ms []*Mapping
+	for _, name := range MappingNames() {
+		m, err := LoadMapping(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	m, err := ParseMapping([]byte(customMapping))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(ms, m)
+}
+
+// checkMapped maps msg with m and fails t unless every update is valid,
+// every rejection an *Error with a known reason, and the outcomes those of
+// the encoding/json reference.
+func checkMapped(t *testing.T, m *Mapping, msg []byte) {
+	t.Helper()
+	var got []string
+	ignored := m.NewMapper().Map(msg,
+		func(u *Update) {
+			if u.TS != 0 {
+				t.Fatalf("mapped update carries ts %d", u.TS)
+			}
+			checkUpdate(t, u)
+			got = append(got, "update "+wire(*u))
+		},
+		func(err error) {
+			fe, ok := err.(*Error)
+			if !ok || err.Error() == "" {
+				t.Fatalf("rejection %T %v", err, err)
+			}
+			switch fe.Reason {
+			case ReasonJSON, ReasonSymbol, ReasonField, ReasonValue:
+			default:
+				t.Fatalf("unknown reason %q", fe.Reason)
+			}
+			got = append(got, "reject "+fe.Reason)
+		})
+	if ignored > 0 {
+		got = append(got, fmt.Sprintf("ignored %d", ignored))
+	}
+	if want := referenceMap(m, msg); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("mapping %s, message %q:\nwalk:          %q\nencoding/json: %q", m.Name, msg, got, want)
+	}
+}
+
+// FuzzMapper: no message may panic the mapper; what it finds is what
+// encoding/json finds, and every update it makes is valid.
+func FuzzMapper(f *testing.F) {
+	for _, name := range []string{"binance", "coinbase"} {
+		for _, frame := range readFrames(f, "testdata/ws/"+name+".frames") {
+			f.Add(frame)
+		}
+	}
+	ms := fuzzMappings(f)
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		for _, m := range ms {
+			checkMapped(t, m, msg)
+		}
+	})
+}
+
+// FuzzMapping: no config may panic the parser, and a config it accepts
+// maps the recorded samples without panicking, as encoding/json would,
+// into valid updates.
+func FuzzMapping(f *testing.F) {
+	var samples [][]byte
+	for _, name := range MappingNames() {
+		data, err := builtinMappings.ReadFile("mappings/" + name + ".json")
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+		samples = append(samples, readFrames(f, "testdata/ws/"+name+".frames")...)
+	}
+	f.Add([]byte(customMapping))
+	samples = append(samples, []byte(`{"data":[{"kind":1,"inst":{"id":"XBT/USD"},"q":[["1",2],[3]],"px":4,"t":5,"st":"halted"}]}`))
+	f.Fuzz(func(t *testing.T, config []byte) {
+		m, err := ParseMapping(config)
+		if err != nil {
+			if m != nil || err.Error() == "" {
+				t.Fatalf("ParseMapping = %v, %v", m, err)
+			}
+			return
+		}
+		if m.set == 0 || m.slots != len(m.paths) || m.slots < 1+m.set.Len()+len(m.filters) {
+			t.Fatalf("accepted mapping without fields or slots: %+v", m)
+		}
+		for _, msg := range samples {
+			checkMapped(t, m, msg)
 		}
 	})
 }
