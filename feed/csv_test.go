@@ -30,7 +30,7 @@ func csvAdapter(t testing.TB, query string) (*CSVAdapter, *recorder, *Metrics) {
 // rejected reads tickerd_ingest_rejected_total for every reason of adapter.
 func rejected(m *Metrics, adapter string) map[string]int {
 	out := map[string]int{}
-	for _, r := range []string{ReasonJSON, ReasonSymbol, ReasonField, ReasonValue, ReasonCSV} {
+	for _, r := range []string{ReasonJSON, ReasonSymbol, ReasonField, ReasonValue, ReasonCSV, ReasonFrame} {
 		if n := int(testutil.ToFloat64(m.Rejected.WithLabelValues(adapter, r))); n > 0 {
 			out[r] = n
 		}
