@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"tickerd/internal/streamtest"
 )
@@ -99,5 +103,140 @@ func TestCSVFeedBadHeader(t *testing.T) {
 	err := cmd.Wait()
 	if err == nil || !strings.Contains(logs.String(), `column 3 ("venue") is not symbol, ts or a field`) {
 		t.Fatalf("exit %v, output:\n%s", err, logs)
+	}
+}
+
+func TestParseWSSpec(t *testing.T) {
+	dir := t.TempDir()
+	subs := filepath.Join(dir, "subs.ndjson")
+	os.WriteFile(subs, []byte("{\"a\":1}\n\n {\"b\":[1,2]} \n"), 0o644)
+	badSubs := filepath.Join(dir, "bad.ndjson")
+	os.WriteFile(badSubs, []byte("{\"a\":1}\nnope\n"), 0o644)
+	cases := []struct {
+		arg, url, subs, err string
+	}{
+		{arg: "wss://stream.binance.com:9443/ws?mapping=binance", url: "wss://stream.binance.com:9443/ws"},
+		{
+			arg: `wss://stream.binance.com:9443/stream?streams=btcusdt@ticker/ethusdt@ticker&mapping=binance&subscribe={"method":"SUBSCRIBE","params":["bnbusdt@ticker"],"id":1}`,
+			url: "wss://stream.binance.com:9443/stream?streams=btcusdt@ticker/ethusdt@ticker", subs: `{"method":"SUBSCRIBE","params":["bnbusdt@ticker"],"id":1}`,
+		},
+		{
+			arg: `ws://127.0.0.1:9/x?subscribe=%7B%22type%22%3A%22subscribe%22%2C%22id%22%3A1%7D&token=s3cret&mapping=coinbase&subscribe=@` + subs,
+			url: "ws://127.0.0.1:9/x?token=s3cret", subs: `{"type":"subscribe","id":1}|{"a":1}|{"b":[1,2]}`,
+		},
+		{arg: "wss://example.com/ws", err: "no mapping: add ?mapping=NAME (built in: binance, coinbase)"},
+		{arg: "https://example.com/ws?mapping=binance", err: "want ws:ws://HOST/PATH"},
+		{arg: "wss:///ws?mapping=binance", err: "want ws:ws://HOST/PATH"},
+		{arg: "wss://example.com/ws?mapping=kraken", err: "no such built-in mapping"},
+		{arg: "wss://example.com/ws?mapping=/nonexistent.json", err: "nonexistent.json"},
+		{arg: "wss://example.com/ws?mapping=binance&subscribe={nope", err: "not JSON"},
+		{arg: "wss://example.com/ws?mapping=binance&subscribe=@" + badSubs, err: "line 2 is not JSON"},
+		{arg: "wss://example.com/ws?mapping=binance&subscribe=%zz", err: "invalid URL escape"},
+	}
+	for _, tc := range cases {
+		s, err := parseWSSpec(tc.arg)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want %q", tc.arg, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.arg, err)
+			continue
+		}
+		var got []string
+		for _, m := range s.subscribe {
+			got = append(got, string(m))
+		}
+		if s.url != tc.url || strings.Join(got, "|") != tc.subs || s.mapping == nil {
+			t.Errorf("%s:\n got %s, %q\nwant %s, %q", tc.arg, s.url, got, tc.url, tc.subs)
+		}
+	}
+}
+
+// tickerd dials a loopback stand-in for Coinbase, subscribes, and its
+// snapshot holds the exact values of the recorded ticker messages; the bad
+// ones are counted, and at SIGTERM the upstream is told 1001 going away.
+func TestWSFeed(t *testing.T) {
+	frames, err := os.ReadFile("../../feed/testdata/ws/coinbase.frames")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	closed := make(chan int, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetCloseHandler(func(code int, _ string) error { closed <- code; return nil })
+		if r.URL.Query().Get("token") != "s3cret" {
+			t.Errorf("upstream query %q: the URL's own parameters must reach it", r.URL.RawQuery)
+		}
+		_, sub, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		got <- string(sub)
+		for _, f := range strings.Split(strings.TrimSpace(string(frames)), "\n") {
+			c.WriteMessage(websocket.TextMessage, []byte(f))
+		}
+		for { // until tickerd closes
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	subs := filepath.Join(t.TempDir(), "subscribe.ndjson")
+	const sub = `{"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channels":["ticker"]}`
+	os.WriteFile(subs, []byte(sub+"\n"), 0o644)
+
+	addr := freeAddr(t)
+	base := "http://" + addr
+	spec := "ws:ws" + strings.TrimPrefix(srv.URL, "http") + "/feed?token=s3cret&mapping=coinbase&subscribe=@" + subs
+	cmd, logs := start(t, nil, "-addr", addr, "-feed", "none", "-feed", spec)
+	waitReady(t, base)
+	select {
+	case s := <-got:
+		if s != sub {
+			t.Fatalf("upstream got %q, want the subscribe message", s)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("tickerd did not subscribe\n%s", logs)
+	}
+	waitSnapshot(t, base, map[string]map[string]string{
+		"BTC-USD": {"bid": "93812.99", "bidSize": "0.1", "ask": "93813", "askSize": "0.2", "last": "93813", "lastSize": "0.01",
+			"volume": "8123.46678901", "open": "94310.01", "high": "95000", "low": "93500", "time": "2026-01-01T00:00:02.000001Z"},
+		"ETH-USD": {"bid": "3401.49", "ask": "3401.5", "high": "3420", "time": "2026-01-01T00:00:00.250000Z"},
+	})
+	streamtest.WaitFor(t, 5*time.Second, "counters", func() error {
+		metrics := get(t, base+"/metrics")
+		for _, s := range []string{
+			`tickerd_ingest_accepted_total{adapter="ws"} 3`,
+			`tickerd_ingest_ignored_total{adapter="ws"} 3`,
+			`tickerd_ingest_rejected_total{adapter="ws",reason="value"} 1`,
+			`tickerd_ingest_rejected_total{adapter="ws",reason="json"} 1`,
+			`tickerd_ingest_rejected_total{adapter="ws",reason="frame"} 0`,
+		} {
+			if !strings.Contains(metrics, s) {
+				return fmt.Errorf("/metrics lacks %s", s)
+			}
+		}
+		return nil
+	})
+	stop(t, cmd, logs)
+	select {
+	case code := <-closed:
+		if code != websocket.CloseGoingAway {
+			t.Errorf("close code %d, want 1001", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("upstream got no close frame")
+	}
+	if !strings.Contains(logs.String(), "upstream connected") || strings.Contains(logs.String(), "s3cret") {
+		t.Errorf("logs lack the connection, or show the URL's query:\n%s", logs)
 	}
 }

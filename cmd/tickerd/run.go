@@ -100,7 +100,7 @@ func run(c *config, log *slog.Logger) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("tickerd serving", "url", "http://"+displayAddr(ln.Addr()), "feeds", c.feeds.String())
+	log.Info("tickerd serving", "url", "http://"+displayAddr(ln.Addr()), "feeds", feedsForLog(c.feeds.Values))
 
 	select {
 	case err := <-served:
@@ -178,6 +178,8 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 		log.Info("tcp feed listening", "addr", ln.Addr().String())
 	case "csv":
 		return startCSV(ctx, wg, arg, cache, m, log)
+	case "ws":
+		return startWS(ctx, wg, arg, cache, m, log)
 	}
 	return nil
 }
