@@ -209,3 +209,25 @@ func FuzzMapping(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainDecimal: the shortcut for plain decimals gives what ParseDecimal
+// and DecimalValue give, coefficient, exponent and text alike.
+func FuzzPlainDecimal(f *testing.F) {
+	for _, s := range []string{"189.12", "189.120", "-0.50", "007", "0.000", "-0", "123456789012345678", "1234567890123456789", "0.000000000000000001", "1.", ".5", "1e3", "-", "", "1.2.3", "00.10"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, ok := plainDecimal(s)
+		if !ok {
+			return
+		}
+		d, err := ParseDecimal(s)
+		if err != nil {
+			t.Fatalf("plainDecimal(%q) accepted what ParseDecimal rejects: %v", s, err)
+		}
+		want := DecimalValue(d)
+		if v.String() != want.String() || v.num.Exponent() != d.Exponent() || v.num.Coefficient().Cmp(d.Coefficient()) != 0 {
+			t.Fatalf("plainDecimal(%q) = %s (%s e%d), want %s (%s e%d)", s, v, v.num.Coefficient(), v.num.Exponent(), want, d.Coefficient(), d.Exponent())
+		}
+	})
+}

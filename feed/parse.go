@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -96,6 +97,61 @@ func decimalSyntax(s string) bool {
 	return i == len(s)
 }
 
+// plainDecimal is ParseDecimal then DecimalValue for what feeds mostly
+// send, -?[0-9]+(\.[0-9]+)? with at most 18 digits: the same decimal
+// (coefficient and exponent) and the same canonical text, without going
+// through math/big's formatting. ok is false for anything else.
+func plainDecimal(s string) (v Value, ok bool) {
+	i, neg := 0, len(s) > 0 && s[0] == '-'
+	if neg {
+		i = 1
+	}
+	var coef int64
+	digits, dot := 0, -1
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			coef = coef*10 + int64(c-'0')
+			digits++
+		case c == '.' && dot < 0 && digits > 0:
+			dot = i
+		default:
+			return Value{}, false
+		}
+	}
+	if digits == 0 || digits > 18 || dot == len(s)-1 {
+		return Value{}, false
+	}
+	start, frac := 0, ""
+	if neg {
+		start = 1
+		coef = -coef
+	}
+	intPart := s[start:]
+	if dot >= 0 {
+		intPart, frac = s[start:dot], strings.TrimRight(s[dot+1:], "0")
+	}
+	if intPart = strings.TrimLeft(intPart, "0"); intPart == "" {
+		intPart = "0"
+	}
+	exp := 0
+	if dot >= 0 {
+		exp = dot + 1 - len(s)
+	}
+	var text string
+	switch {
+	case frac != "" && coef < 0:
+		text = "-" + intPart + "." + frac
+	case frac != "":
+		text = intPart + "." + frac
+	case coef < 0:
+		text = "-" + intPart
+	default:
+		text = strings.Clone(intPart) // never pin the caller's buffer (a CSV row)
+	}
+	return Value{num: decimal.New(coef, int32(exp)), text: text}, true
+}
+
 // checkDigits enforces the digit limits on a canonical decimal text.
 func checkDigits(text string) bool {
 	intDigits, frac := len(text), 0
@@ -165,14 +221,17 @@ func parseText(f Field, text string, isString bool) (Value, error) {
 		if !isString && (text[0] != '-' && (text[0] < '0' || text[0] > '9')) {
 			return Value{}, errorf(ReasonValue, name, "want a decimal string or number, got %s", quoteShort(text))
 		}
-		d, err := ParseDecimal(text)
-		if err != nil {
-			return Value{}, errorf(ReasonValue, name, "%s", err)
+		v, ok := plainDecimal(text)
+		if !ok {
+			d, err := ParseDecimal(text)
+			if err != nil {
+				return Value{}, errorf(ReasonValue, name, "%s", err)
+			}
+			v = DecimalValue(d)
 		}
-		if f.Kind() == KindSize && d.Sign() < 0 {
+		if f.Kind() == KindSize && v.num.Sign() < 0 {
 			return Value{}, errorf(ReasonValue, name, "negative size %s", quoteShort(text))
 		}
-		v := DecimalValue(d)
 		if !checkDigits(v.text) {
 			return Value{}, errorf(ReasonValue, name, "decimal out of range: %s", quoteShort(text))
 		}
