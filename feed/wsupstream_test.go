@@ -399,3 +399,39 @@ func TestWSUpstreamBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWSUpstream: Binance 24hr tickers over loopback WebSocket, one
+// ticker per frame, mapped into a sink that only counts. The server writing
+// the frames runs on the same cores.
+func BenchmarkWSUpstream(b *testing.B) {
+	frame := readFrames(b, "testdata/ws/binance.frames")[1]
+	sink := &countSink{want: int64(b.N), done: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, frame)
+		for range b.N {
+			if err := c.WritePreparedMessage(pm); err != nil {
+				return
+			}
+		}
+		<-sink.done
+	}))
+	defer srv.Close()
+	m, _ := LoadMapping("binance")
+	a := &WSUpstream{URL: "ws" + strings.TrimPrefix(srv.URL, "http"), Mapping: m, Sink: sink, Log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	b.ResetTimer()
+	go func() { done <- a.Run(ctx) }()
+	<-sink.done
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+	cancel()
+	<-done
+}
