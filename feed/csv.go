@@ -324,21 +324,29 @@ func (l *CSVLoad) Run(ctx context.Context) (CSVResult, error) {
 			res.Errors = append(res.Errors, e)
 		}
 	}
+	// The accepted counter moves every 1024 rows, so a long load shows
+	// progress in /metrics without a counter update per row.
+	counted := 0
+	flush := func() {
+		l.a.Counter.Accept(res.Accepted - counted)
+		counted = res.Accepted
+	}
+	defer flush()
 	var u Update
 	for n := 0; ; n++ {
-		if n%1024 == 0 && ctx.Err() != nil {
-			l.a.Counter.Accept(res.Accepted)
-			return res, ctx.Err()
+		if n%1024 == 0 {
+			if flush(); ctx.Err() != nil {
+				return res, ctx.Err()
+			}
 		}
 		l.lines.next()
 		rec, err := l.r.Read()
 		if err == io.EOF {
-			break
+			return res, nil
 		}
 		if err != nil {
 			e := l.readError(err)
 			if e == nil {
-				l.a.Counter.Accept(res.Accepted)
 				return res, fmt.Errorf("csv: line %d: %w", l.lines.line, err)
 			}
 			reject(e)
@@ -351,8 +359,6 @@ func (l *CSVLoad) Run(ctx context.Context) (CSVResult, error) {
 		l.a.Sink.Apply(&u)
 		res.Accepted++
 	}
-	l.a.Counter.Accept(res.Accepted)
-	return res, nil
 }
 
 // readError turns an error of csv.Reader.Read into a rejected row, or nil
