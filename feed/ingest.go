@@ -22,10 +22,11 @@ type Sink interface {
 	Apply(u *Update) bool
 }
 
-// Metrics counts what the ingest adapters accept and reject.
+// Metrics counts what the ingest adapters accept, reject and ignore.
 type Metrics struct {
 	Accepted *prometheus.CounterVec // labels: adapter
 	Rejected *prometheus.CounterVec // labels: adapter, reason
+	Ignored  *prometheus.CounterVec // labels: adapter
 }
 
 // NewMetrics registers the ingest counters with reg.
@@ -39,20 +40,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tickerd_ingest_rejected_total",
 			Help: "Feed lines rejected, by adapter and reason.",
 		}, []string{"adapter", "reason"}),
+		Ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickerd_ingest_ignored_total",
+			Help: "Upstream messages that a feed's filter passed over (acks, other event types), by adapter.",
+		}, []string{"adapter"}),
 	}
-	reg.MustRegister(m.Accepted, m.Rejected)
+	reg.MustRegister(m.Accepted, m.Rejected, m.Ignored)
 	return m
 }
 
 // Counter returns a Counter for one adapter, safe to use when m is nil.
-func (m *Metrics) Counter(adapter string) Counter {
+// The rejection series of the four common reasons, plus those in extra,
+// exist from the start with the value 0.
+func (m *Metrics) Counter(adapter string, extra ...string) Counter {
 	if m == nil {
 		return Counter{}
 	}
-	for _, r := range []string{ReasonJSON, ReasonSymbol, ReasonField, ReasonValue} {
-		m.Rejected.WithLabelValues(adapter, r) // shown as 0 before the first rejection
+	for _, r := range append([]string{ReasonJSON, ReasonSymbol, ReasonField, ReasonValue}, extra...) {
+		m.Rejected.WithLabelValues(adapter, r)
 	}
-	return Counter{m: m, adapter: adapter, accepted: m.Accepted.WithLabelValues(adapter)}
+	return Counter{m: m, adapter: adapter,
+		accepted: m.Accepted.WithLabelValues(adapter), ignored: m.Ignored.WithLabelValues(adapter)}
 }
 
 // Counter counts one adapter's accepted and rejected lines.
@@ -60,12 +68,20 @@ type Counter struct {
 	m        *Metrics
 	adapter  string
 	accepted prometheus.Counter
+	ignored  prometheus.Counter
 }
 
 // Accept counts n accepted updates.
 func (c Counter) Accept(n int) {
 	if c.m != nil && n > 0 {
 		c.accepted.Add(float64(n))
+	}
+}
+
+// Ignore counts n messages that a feed's filter passed over.
+func (c Counter) Ignore(n int) {
+	if c.m != nil && n > 0 {
+		c.ignored.Add(float64(n))
 	}
 }
 

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,5 +223,62 @@ func TestTCPAdapter(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.Rejected.WithLabelValues("tcp", ReasonSymbol)) + testutil.ToFloat64(m.Rejected.WithLabelValues("tcp", ReasonJSON)); got != 6 {
 		t.Fatalf("rejected %v, want 6", got)
+	}
+}
+
+// countSink counts updates and closes done when it has seen want.
+type countSink struct {
+	n    atomic.Int64
+	want int64
+	done chan struct{}
+}
+
+func (s *countSink) Apply(*Update) bool {
+	if s.n.Add(1) == s.want {
+		close(s.done)
+	}
+	return true
+}
+
+// BenchmarkTCPAdapter: NDJSON quotes (4 fields, 500 symbols) over loopback
+// TCP into a sink that only counts, written in 1 MB chunks by one client.
+// With -cpu 1 the writer and the adapter share the one core.
+func BenchmarkTCPAdapter(b *testing.B) {
+	var chunk bytes.Buffer
+	const perChunk = 10_000
+	for i := range perChunk {
+		fmt.Fprintf(&chunk, `{"symbol":"SYM%d","fields":{"bid":"189.%02d","ask":"189.14","bidSize":300,"askSize":%d}}`+"\n", i%500, i%100, 100+i%900)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	chunks := (b.N + perChunk - 1) / perChunk
+	sink := &countSink{want: int64(chunks * perChunk), done: make(chan struct{})}
+	a := &TCPAdapter{Sink: sink, Log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error)
+	go func() { served <- a.Serve(ctx, ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(chunk.Len() / perChunk))
+	b.ResetTimer()
+	go func() {
+		for range chunks {
+			if _, err := c.Write(chunk.Bytes()); err != nil {
+				return
+			}
+		}
+	}()
+	<-sink.done
+	b.StopTimer()
+	b.ReportMetric(float64(sink.n.Load())/b.Elapsed().Seconds(), "updates/s")
+	c.Close()
+	cancel()
+	if err := <-served; err != nil {
+		b.Fatal(err)
 	}
 }

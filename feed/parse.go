@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -96,6 +97,61 @@ func decimalSyntax(s string) bool {
 	return i == len(s)
 }
 
+// plainDecimal is ParseDecimal then DecimalValue for what feeds mostly
+// send, -?[0-9]+(\.[0-9]+)? with at most 18 digits: the same decimal
+// (coefficient and exponent) and the same canonical text, without going
+// through math/big's formatting. ok is false for anything else.
+func plainDecimal(s string) (v Value, ok bool) {
+	i, neg := 0, len(s) > 0 && s[0] == '-'
+	if neg {
+		i = 1
+	}
+	var coef int64
+	digits, dot := 0, -1
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			coef = coef*10 + int64(c-'0')
+			digits++
+		case c == '.' && dot < 0 && digits > 0:
+			dot = i
+		default:
+			return Value{}, false
+		}
+	}
+	if digits == 0 || digits > 18 || dot == len(s)-1 {
+		return Value{}, false
+	}
+	start, frac := 0, ""
+	if neg {
+		start = 1
+		coef = -coef
+	}
+	intPart := s[start:]
+	if dot >= 0 {
+		intPart, frac = s[start:dot], strings.TrimRight(s[dot+1:], "0")
+	}
+	if intPart = strings.TrimLeft(intPart, "0"); intPart == "" {
+		intPart = "0"
+	}
+	exp := 0
+	if dot >= 0 {
+		exp = dot + 1 - len(s)
+	}
+	var text string
+	switch {
+	case frac != "" && coef < 0:
+		text = "-" + intPart + "." + frac
+	case frac != "":
+		text = intPart + "." + frac
+	case coef < 0:
+		text = "-" + intPart
+	default:
+		text = strings.Clone(intPart) // never pin the caller's buffer (a CSV row)
+	}
+	return Value{num: decimal.New(coef, int32(exp)), text: text}, true
+}
+
 // checkDigits enforces the digit limits on a canonical decimal text.
 func checkDigits(text string) bool {
 	intDigits, frac := len(text), 0
@@ -115,32 +171,67 @@ func checkDigits(text string) bool {
 // for every field, or a JSON number for decimal fields (read as a decimal,
 // never as float64).
 func ParseValue(f Field, raw json.RawMessage) (Value, error) {
-	name := f.String()
 	if len(raw) == 0 {
-		return Value{}, errorf(ReasonValue, name, "missing value")
+		return Value{}, errorf(ReasonValue, f.String(), "missing value")
 	}
-	var text string
-	isString := raw[0] == '"'
-	if isString {
-		if err := json.Unmarshal(raw, &text); err != nil {
-			return Value{}, errorf(ReasonValue, name, "malformed string")
+	if raw[0] == '"' {
+		text, ok := jsonString(raw)
+		if !ok {
+			return Value{}, errorf(ReasonValue, f.String(), "malformed string")
 		}
-	} else {
-		text = string(raw)
+		return parseText(f, text, true)
 	}
+	return parseText(f, string(raw), false)
+}
+
+// ParseText parses the text of a value for field f as ParseValue parses a
+// JSON string: a decimal in plain or exponent notation, an RFC 3339 time or
+// a status word. It is the entry for formats without JSON (CSV cells).
+func ParseText(f Field, s string) (Value, error) { return parseText(f, s, true) }
+
+// jsonString decodes a JSON string token. Printable ASCII without escapes,
+// what feeds send, is copied as is; anything else goes to encoding/json.
+func jsonString(raw []byte) (string, bool) {
+	n := len(raw)
+	if n >= 2 && raw[n-1] == '"' {
+		plain := true
+		for _, c := range raw[1 : n-1] {
+			if c < 0x20 || c > 0x7e || c == '\\' || c == '"' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return string(raw[1 : n-1]), true
+		}
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// parseText parses the text of a value for field f; isString says whether
+// it came quoted (JSON numbers are accepted for decimal fields only).
+func parseText(f Field, text string, isString bool) (Value, error) {
+	name := f.String()
 	switch f.Kind() {
 	case KindPrice, KindSize:
-		if !isString && (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		if !isString && (text[0] != '-' && (text[0] < '0' || text[0] > '9')) {
 			return Value{}, errorf(ReasonValue, name, "want a decimal string or number, got %s", quoteShort(text))
 		}
-		d, err := ParseDecimal(text)
-		if err != nil {
-			return Value{}, errorf(ReasonValue, name, "%s", err)
+		v, ok := plainDecimal(text)
+		if !ok {
+			d, err := ParseDecimal(text)
+			if err != nil {
+				return Value{}, errorf(ReasonValue, name, "%s", err)
+			}
+			v = DecimalValue(d)
 		}
-		if f.Kind() == KindSize && d.Sign() < 0 {
+		if f.Kind() == KindSize && v.num.Sign() < 0 {
 			return Value{}, errorf(ReasonValue, name, "negative size %s", quoteShort(text))
 		}
-		v := DecimalValue(d)
 		if !checkDigits(v.text) {
 			return Value{}, errorf(ReasonValue, name, "decimal out of range: %s", quoteShort(text))
 		}
@@ -153,12 +244,19 @@ func ParseValue(f Field, raw json.RawMessage) (Value, error) {
 		if err != nil {
 			return Value{}, errorf(ReasonValue, name, "not an RFC 3339 time: %s", quoteShort(text))
 		}
+		if y := t.UTC().Year(); y < 0 || y > 9999 { // RFC 3339 cannot write it in UTC
+			return Value{}, errorf(ReasonValue, name, "time out of range in UTC: %s", quoteShort(text))
+		}
 		return TimeValue(t), nil
 	default: // KindStatus
 		if isString {
-			switch text {
-			case StatusTrading, StatusHalted, StatusStale:
-				return StatusValue(text), nil
+			switch text { // the constants, so that a value never pins its input
+			case StatusTrading:
+				return StatusValue(StatusTrading), nil
+			case StatusHalted:
+				return StatusValue(StatusHalted), nil
+			case StatusStale:
+				return StatusValue(StatusStale), nil
 			}
 		}
 		return Value{}, errorf(ReasonValue, name, "want trading, halted or stale, got %s", quoteShort(text))

@@ -55,6 +55,8 @@ func TestParseLine(t *testing.T) {
 		{"boolean price", `{"symbol":"X","fields":{"bid":true}}`, ReasonValue, nil},
 		{"null price", `{"symbol":"X","fields":{"bid":null}}`, ReasonValue, nil},
 		{"bad time", `{"symbol":"X","fields":{"time":"yesterday"}}`, ReasonValue, nil},
+		{"time before year 0 in UTC", `{"symbol":"X","fields":{"time":"0000-01-01T00:00:00+01:00"}}`, ReasonValue, nil},
+		{"time after 9999 in UTC", `{"symbol":"X","fields":{"time":"9999-12-31T23:00:00-01:00"}}`, ReasonValue, nil},
 		{"bad status", `{"symbol":"X","fields":{"status":"open"}}`, ReasonValue, nil},
 		{"negative ts", `{"symbol":"X","fields":{"bid":"1"},"ts":-1}`, ReasonJSON, nil},
 	}
@@ -124,6 +126,34 @@ func BenchmarkParseLine(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if err := ParseLine(line, &u); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// The plain-ASCII shortcut of jsonString must decode exactly as
+// encoding/json does, and ParseText must agree with ParseValue on strings.
+func TestJSONStringAndParseText(t *testing.T) {
+	for _, raw := range []string{
+		`"189.12"`, `""`, `"a\"b"`, `"\u0031.5"`, `"caf\u00e9"`, "\"tab\there\"", `"\\"`, `"x"y"`, `"`, `"é"`,
+	} {
+		want, werr := "", json.Unmarshal([]byte(raw), new(string))
+		if werr == nil {
+			_ = json.Unmarshal([]byte(raw), &want)
+		}
+		got, ok := jsonString([]byte(raw))
+		if ok != (werr == nil) || got != want {
+			t.Errorf("jsonString(%s) = %q, %v; encoding/json: %q, %v", raw, got, ok, want, werr)
+		}
+	}
+	for _, tc := range []struct {
+		f    Field
+		text string
+	}{{Bid, "1.50"}, {Bid, "1e3"}, {BidSize, "-1"}, {Time, "2026-01-02T03:04:05Z"}, {Status, "halted"}, {Status, "open"}, {Bid, ""}} {
+		a, aerr := ParseText(tc.f, tc.text)
+		raw, _ := json.Marshal(tc.text)
+		b, berr := ParseValue(tc.f, raw)
+		if (aerr == nil) != (berr == nil) || !a.Equal(b) {
+			t.Errorf("%s %q: ParseText = %q, %v; ParseValue = %q, %v", tc.f, tc.text, a, aerr, b, berr)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"tickerd/feed"
 	"tickerd/internal/cli"
 	"tickerd/simulator"
 	"tickerd/stream"
@@ -76,7 +77,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.addr, "addr", ":8080", "HTTP listen `address`")
-	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, replay:PATH[?speed=10x&loop=1&start=T&end=T], tcp:ADDR (NDJSON over TCP; tickerd listens)")
+	fs.Var(&c.feeds, "feed", "feed `source`, repeatable: sim, none, replay:PATH[?speed=10x&loop=1&start=T&end=T], tcp:ADDR (NDJSON over TCP; tickerd listens),\n"+
+		"csv:PATH[?symbol=COL&FIELD=COL&ts=COL&ignore=COL,COL|*] (a CSV file with a header row, loaded once at start;\n"+
+		"columns named like fields map by default),\n"+
+		"ws:URL?mapping=NAME|FILE.json[&subscribe=JSON|@FILE]... (tickerd dials the ws:// or wss:// URL, sends the\n"+
+		"subscribe messages after each connect and maps each JSON message; built-in mappings: "+strings.Join(feed.MappingNames(), ", ")+";\n"+
+		"mapping and subscribe are taken out of the URL, other parameters go to the upstream)")
 	fs.IntVar(&c.simSymbols, "sim-symbols", 200, "built-in simulator: number of symbols")
 	fs.Float64Var(&c.simRate, "sim-rate", 2000, "built-in simulator: total updates per second")
 	fs.Int64Var(&c.simSeed, "sim-seed", 1, "built-in simulator: random seed")
@@ -167,8 +173,16 @@ func (c *config) validate() error {
 			if _, err := simulator.ParseReplaySource(arg); err != nil {
 				errs = append(errs, fmt.Errorf("-feed %q: %w", f, err))
 			}
+		case "csv":
+			if _, _, err := parseCSVSpec(arg); err != nil {
+				errs = append(errs, fmt.Errorf("-feed %q: %w", f, err))
+			}
+		case "ws":
+			if _, err := parseWSSpec(arg); err != nil {
+				errs = append(errs, fmt.Errorf("-feed %q: %w", feedsForLog([]string{f}), err))
+			}
 		default:
-			errs = append(errs, fmt.Errorf("-feed %q: unknown source (want sim, none, replay:PATH[?speed=10x&loop=1] or tcp:ADDR)", f))
+			errs = append(errs, fmt.Errorf("-feed %q: unknown source (want sim, none, replay:PATH[?speed=10x&loop=1], tcp:ADDR, csv:PATH[?MAPPING] or ws:URL?mapping=NAME)", f))
 		}
 	}
 	return errors.Join(errs...)

@@ -192,6 +192,11 @@ func TestCommandLine(t *testing.T) {
 		{"bad duration", []string{"-heartbeat", "soon"}, nil, 2, "invalid value"},
 		{"bad feed", []string{"-feed", "carrier-pigeon"}, nil, 2, "unknown source"},
 		{"missing capture", []string{"-feed", "replay:/nonexistent.zst"}, nil, 2, "nonexistent"},
+		{"missing csv", []string{"-feed", "csv:/nonexistent.csv"}, nil, 2, "nonexistent.csv"},
+		{"bad csv mapping", []string{"-feed", "csv:main.go?bidd=X"}, nil, 2, `unknown key "bidd"`},
+		{"ws without mapping", []string{"-feed", "ws:wss://example.com/ws"}, nil, 2, "no mapping"},
+		{"ws unknown mapping", []string{"-feed", "ws:wss://example.com/ws?mapping=kraken"}, nil, 2, "no such built-in mapping"},
+		{"ws bad subscribe", []string{"-feed", "ws:wss://example.com/ws?mapping=binance&subscribe={"}, nil, 2, "not JSON"},
 		{"bad env", nil, []string{"TICKERD_SIM_RATE=fast"}, 2, "TICKERD_SIM_RATE"},
 		{"positional", []string{"serve"}, nil, 2, "unexpected argument"},
 	}

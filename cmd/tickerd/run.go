@@ -153,7 +153,7 @@ func run(c *config, log *slog.Logger) error {
 	} else {
 		go func() { served <- hs.Serve(ln) }()
 	}
-	log.Info("tickerd serving", "url", scheme+displayAddr(ln.Addr()), "feeds", c.feeds.String())
+	log.Info("tickerd serving", "url", scheme+displayAddr(ln.Addr()), "feeds", feedsForLog(c.feeds.Values))
 
 	select {
 	case err := <-served:
@@ -213,6 +213,10 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 			}
 		}()
 		log.Info("tcp feed listening", "addr", ln.Addr().String())
+	case "csv":
+		return startCSV(ctx, wg, arg, health.Sink("csv"), m, log)
+	case "ws":
+		return startWS(ctx, wg, arg, health.Sink("ws"), m, log)
 	}
 	return nil
 }
