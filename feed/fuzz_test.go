@@ -231,3 +231,40 @@ func FuzzPlainDecimal(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseLineSimple: a line the fast path takes reads exactly as the
+// general path (encoding/json) reads it.
+func FuzzParseLineSimple(f *testing.F) {
+	for _, s := range []string{
+		`{"symbol":"AAPL","fields":{"bid":"189.12","ask":"189.14","bidSize":300}}`,
+		`{"symbol":"AAPL","fields":{"bid":"189.12","bid":"1"},"ts":1}`,
+		`{"symbol":"AAPL","fields":{"bid":"1e3"},"ts":007}`,
+		`{"symbol":"AAPL","fields":{"bid":1.5},"ts":1}`,
+		`{"symbol":"AAPL","fields":{"status":"halted","time":"2026-11-22T04:00:00.5Z"},"ts":1}`,
+		`{"symbol":"A\u0041","fields":{"bid":"1"},"ts":1}`,
+		`{"symbol":"AAPL","fields":{},"ts":1}`,
+		`{"symbol":"AAPL","fields":{"bid":"1"},"ts":99999999999999999999}`,
+		`{ "symbol" : "AAPL" , "fields" : { "bid" : -0.5e-2 , "ask": "2" } , "ts" : 0 }`,
+		"{\"symbol\":\"AAPL\",\"fields\":{\"bid\":01}}",
+		`{"symbol":"AAPL","fields":{"bid":"1"}} x`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast, general Update
+		if !parseSimple(b, &fast) {
+			return
+		}
+		if err := parseGeneral(b, &general); err != nil {
+			t.Fatalf("the fast path took %q, the general path rejects it: %v", b, err)
+		}
+		if fast.Symbol != general.Symbol || fast.TS != general.TS || fast.Set != general.Set {
+			t.Fatalf("%q: fast %+v, general %+v", b, fast, general)
+		}
+		for fld := range NumFields {
+			if !fast.Values[fld].Equal(general.Values[fld]) {
+				t.Fatalf("%q: %s fast %q, general %q", b, fld, fast.Values[fld], general.Values[fld])
+			}
+		}
+	})
+}

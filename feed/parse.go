@@ -269,6 +269,15 @@ func parseText(f Field, text string, isString bool) (Value, error) {
 // ignores it). Any other key, an unknown field name or a value outside its
 // field's domain rejects the whole line with an *Error.
 func ParseLine(b []byte, u *Update) error {
+	if parseSimple(b, u) {
+		return nil
+	}
+	return parseGeneral(b, u)
+}
+
+// parseGeneral is ParseLine through encoding/json: any key order, escapes,
+// and the errors.
+func parseGeneral(b []byte, u *Update) error {
 	u.Reset()
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(b, &keys); err != nil {

@@ -407,7 +407,7 @@ func (r *CaptureReader) next(u *feed.Update) error {
 		if isBlank(b) {
 			continue
 		}
-		if err := parseCaptureLine(b, u); err != nil {
+		if err := feed.ParseLine(b, u); err != nil {
 			return &CaptureError{Line: r.line, Err: err}
 		}
 		if u.TS <= 0 {

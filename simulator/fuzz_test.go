@@ -47,38 +47,3 @@ func FuzzCaptureReader(f *testing.F) {
 		}
 	})
 }
-
-// FuzzCaptureLine checks the fast path of capture lines against
-// feed.ParseLine: whatever line it takes, it reads as ParseLine does.
-func FuzzCaptureLine(f *testing.F) {
-	for _, u := range simUpdates(f, Config{Symbols: 3}, 6) {
-		b, err := appendLine(nil, &u, true)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(bytes.TrimSuffix(b, []byte("\n")))
-	}
-	for _, s := range []string{
-		`{"symbol":"AAPL","fields":{"bid":"189.12","bid":"1"},"ts":1}`,
-		`{"symbol":"AAPL","fields":{"bid":"1e3"},"ts":007}`,
-		`{"symbol":"AAPL","fields":{"bid":1.5},"ts":1}`,
-		`{"symbol":"AAPL","fields":{"status":"halted","time":"2026-11-22T04:00:00.5Z"},"ts":1}`,
-		`{"symbol":"A\u0041","fields":{"bid":"1"},"ts":1}`,
-		`{"symbol":"AAPL","fields":{},"ts":1}`,
-		`{"symbol":"AAPL","fields":{"bid":"1"},"ts":99999999999999999999}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var fast, slow feed.Update
-		if !parseCanonical(b, &fast) {
-			return
-		}
-		if err := feed.ParseLine(b, &slow); err != nil {
-			t.Fatalf("the fast path took %q, ParseLine rejects it: %v", b, err)
-		}
-		if !sameUpdate(&fast, &slow) {
-			t.Fatalf("%q: fast path %+v, ParseLine %+v", b, fast, slow)
-		}
-	})
-}
