@@ -69,6 +69,9 @@ type WSUpstream struct {
 	// MinBackoff and MaxBackoff bound the wait before dialling again. Zero
 	// means DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// Conns, if set, is told when the upstream connection opens (1) and
+	// closes (-1), as TCPAdapter.Conns.
+	Conns func(delta int)
 }
 
 // Run dials, subscribes and maps until ctx ends, dialling again after every
@@ -197,6 +200,10 @@ func (s *wsSession) run(ctx context.Context) (accepted int, err error) {
 	go s.ping(c, done, &pinger)
 	defer func() { close(done); pinger.Wait() }()
 	s.log.Info("upstream connected", "subscribe_messages", len(a.Subscribe))
+	if a.Conns != nil {
+		a.Conns(1)
+		defer a.Conns(-1)
+	}
 
 	for {
 		_, r, err := c.NextReader()

@@ -179,14 +179,14 @@ func subscribeMessages(v string) ([][]byte, error) {
 }
 
 // startWS runs a WebSocket upstream under wg until ctx ends.
-func startWS(ctx context.Context, wg *sync.WaitGroup, arg string, sink feed.Sink, m *feed.Metrics, log *slog.Logger) error {
+func startWS(ctx context.Context, wg *sync.WaitGroup, arg string, sink feed.Sink, conns func(int), m *feed.Metrics, log *slog.Logger) error {
 	s, err := parseWSSpec(arg)
 	if err != nil {
 		return fmt.Errorf("-feed %s: %w", feedsForLog([]string{"ws:" + arg}), err)
 	}
 	a := &feed.WSUpstream{
 		URL: s.url, Subscribe: s.subscribe, Mapping: s.mapping,
-		Sink: sink, Counter: m.Counter("ws", feed.ReasonFrame), Log: log,
+		Sink: sink, Counter: m.Counter("ws", feed.ReasonFrame), Log: log, Conns: conns,
 	}
 	wg.Add(1)
 	go func() {

@@ -220,6 +220,7 @@ func TestWSFeed(t *testing.T) {
 			`tickerd_ingest_rejected_total{adapter="ws",reason="value"} 1`,
 			`tickerd_ingest_rejected_total{adapter="ws",reason="json"} 1`,
 			`tickerd_ingest_rejected_total{adapter="ws",reason="frame"} 0`,
+			`tickerd_feed_connections{feed="ws"} 1`,
 		} {
 			if !strings.Contains(metrics, s) {
 				return fmt.Errorf("/metrics lacks %s", s)

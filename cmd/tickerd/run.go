@@ -216,7 +216,7 @@ func startFeed(ctx context.Context, wg *sync.WaitGroup, spec string, c *config, 
 	case "csv":
 		return startCSV(ctx, wg, arg, health.Sink("csv"), m, log)
 	case "ws":
-		return startWS(ctx, wg, arg, health.Sink("ws"), m, log)
+		return startWS(ctx, wg, arg, health.Sink("ws"), func(d int) { health.Connected("ws", d) }, m, log)
 	}
 	return nil
 }
