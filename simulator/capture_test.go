@@ -71,6 +71,24 @@ func writeCapture(t testing.TB, updates []feed.Update) []byte {
 	return buf.Bytes()
 }
 
+// writeCaptureFile writes updates as a capture file at path (with its
+// index).
+func writeCaptureFile(t testing.TB, path string, updates []feed.Update) {
+	t.Helper()
+	w, err := CreateCapture(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range updates {
+		if err := w.Write(&updates[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // readCapture reads a whole capture, returning the updates before the
 // first error and that error (nil at a clean end).
 func readCapture(t testing.TB, data []byte) ([]feed.Update, error) {
@@ -79,18 +97,7 @@ func readCapture(t testing.TB, data []byte) ([]feed.Update, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	var out []feed.Update
-	for {
-		var u feed.Update
-		switch err := r.Next(&u); {
-		case errors.Is(err, io.EOF):
-			return out, nil
-		case err != nil:
-			return out, err
-		}
-		out = append(out, u)
-	}
+	return readFrom(t, r)
 }
 
 func sameUpdate(a, b *feed.Update) bool {

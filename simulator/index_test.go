@@ -30,18 +30,7 @@ func indexedCapture(t testing.TB, n int, span time.Duration) (string, []feed.Upd
 		}
 	}
 	path := filepath.Join(t.TempDir(), "cap.zst")
-	w, err := CreateCapture(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range updates {
-		if err := w.Write(&updates[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeCaptureFile(t, path, updates)
 	return path, updates
 }
 

@@ -324,18 +324,7 @@ func jitteredCapture(t testing.TB, n int, lo, hi time.Duration) (string, []feed.
 		updates[i].TS = ts
 	}
 	path := filepath.Join(t.TempDir(), "jitter.zst")
-	w, err := CreateCapture(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range updates {
-		if err := w.Write(&updates[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeCaptureFile(t, path, updates)
 	return path, updates
 }
 

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shopspring/decimal"
-
 	"tickerd/feed"
 )
 
@@ -126,13 +124,7 @@ func (s *Sim) reopen(u *feed.Update, st *symState, now time.Time) {
 	st.volume += st.lastSize
 	st.high, st.low = max(st.high, st.last), min(st.low, st.last)
 	u.Symbol = st.name
-	u.Put(feed.Bid, s.price(st.bid))
-	u.Put(feed.BidSize, s.size(st.bidSize))
-	u.Put(feed.Ask, s.price(st.ask))
-	u.Put(feed.AskSize, s.size(st.askSize))
-	u.Put(feed.Last, s.price(st.last))
-	u.Put(feed.LastSize, s.size(st.lastSize))
-	u.Put(feed.Volume, feed.DecimalValue(decimal.New(st.volume, 0)))
+	s.putQuote(u, st)
 	u.Put(feed.High, s.price(st.high))
 	u.Put(feed.Low, s.price(st.low))
 	s.putChange(u, st)

@@ -208,13 +208,8 @@ func (s *Sim) Config() Config { return s.cfg }
 // symbol that Initial(i, ...) fills. The caller owns the returned slice.
 func (s *Sim) Symbols() []string { return append([]string(nil), s.names...) }
 
-// Initial fills u with the complete current record of symbol i (every
-// level-1 field, time = now, status trading). Called before any Next it is
-// the symbol's first record; it consumes no randomness.
-func (s *Sim) Initial(i int, u *feed.Update, now time.Time) {
-	st := &s.syms[i]
-	u.Reset()
-	u.Symbol = st.name
+// putQuote puts st's quote, last trade and volume into u.
+func (s *Sim) putQuote(u *feed.Update, st *symState) {
 	u.Put(feed.Bid, s.price(st.bid))
 	u.Put(feed.BidSize, s.size(st.bidSize))
 	u.Put(feed.Ask, s.price(st.ask))
@@ -222,6 +217,16 @@ func (s *Sim) Initial(i int, u *feed.Update, now time.Time) {
 	u.Put(feed.Last, s.price(st.last))
 	u.Put(feed.LastSize, s.size(st.lastSize))
 	u.Put(feed.Volume, feed.DecimalValue(decimal.New(st.volume, 0)))
+}
+
+// Initial fills u with the complete current record of symbol i (every
+// level-1 field, time = now, status trading). Called before any Next it is
+// the symbol's first record; it consumes no randomness.
+func (s *Sim) Initial(i int, u *feed.Update, now time.Time) {
+	st := &s.syms[i]
+	u.Reset()
+	u.Symbol = st.name
+	s.putQuote(u, st)
 	u.Put(feed.Open, s.price(st.open))
 	u.Put(feed.High, s.price(st.high))
 	u.Put(feed.Low, s.price(st.low))
