@@ -77,6 +77,9 @@ func (s *healthSink) Apply(u *Update) bool {
 	h := s.h
 	now := h.clock.Load()
 	s.f.last.Store(now)
+	if h.staleAfter == 0 {
+		return h.sink.Apply(u) // no stale detection: no symbol to track
+	}
 	h.mu.Lock()
 	st := h.syms[u.Symbol]
 	if st == nil {

@@ -225,6 +225,21 @@ func (s *Session) bpsCap() int64 {
 	return min(srvCap, own)
 }
 
+// refuseSymbolsOp returns the error refusing a subscribe or unsubscribe
+// op whole: before a WebSocket client authenticated, or naming more
+// symbols than one op may; nil if the op may go on.
+func (s *Session) refuseSymbolsOp(op *Op) [][]byte {
+	srv := s.srv
+	if srv.cfg.Auth != nil && s.who.Load() == nil {
+		return [][]byte{srv.errorReply(op.ID, CodeUnauthorized, "", "authenticate first: send an auth op")}
+	}
+	if len(op.Symbols) > srv.cfg.MaxOpSymbols {
+		return [][]byte{srv.errorReply(op.ID, CodeLimitExceeded, "",
+			fmt.Sprintf("too many symbols in one op: at most %d", srv.cfg.MaxOpSymbols))}
+	}
+	return nil
+}
+
 // allowOp takes one token of the session's op rate limit.
 func (s *Session) allowOp() bool {
 	s.mu.Lock()

@@ -275,15 +275,11 @@ func (s *Session) apply(op *Op) [][]byte {
 }
 
 func (s *Session) subscribe(op *Op) [][]byte {
+	if refused := s.refuseSymbolsOp(op); refused != nil {
+		return refused
+	}
 	srv := s.srv
 	p := s.who.Load()
-	if srv.cfg.Auth != nil && p == nil {
-		return [][]byte{srv.errorReply(op.ID, CodeUnauthorized, "", "authenticate first: send an auth op")}
-	}
-	if len(op.Symbols) > srv.cfg.MaxOpSymbols {
-		return [][]byte{srv.errorReply(op.ID, CodeLimitExceeded, "",
-			fmt.Sprintf("too many symbols in one op: at most %d", srv.cfg.MaxOpSymbols))}
-	}
 	var accepted []string
 	var fresh []*sub
 	var errs [][]byte
@@ -339,12 +335,8 @@ func (s *Session) subscribe(op *Op) [][]byte {
 }
 
 func (s *Session) unsubscribe(op *Op) [][]byte {
-	if s.srv.cfg.Auth != nil && s.who.Load() == nil {
-		return [][]byte{s.srv.errorReply(op.ID, CodeUnauthorized, "", "authenticate first: send an auth op")}
-	}
-	if len(op.Symbols) > s.srv.cfg.MaxOpSymbols {
-		return [][]byte{s.srv.errorReply(op.ID, CodeLimitExceeded, "",
-			fmt.Sprintf("too many symbols in one op: at most %d", s.srv.cfg.MaxOpSymbols))}
+	if refused := s.refuseSymbolsOp(op); refused != nil {
+		return refused
 	}
 	var done []string
 	var errs [][]byte
