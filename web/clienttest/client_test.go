@@ -17,6 +17,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	stopBrowser()
+	removeTickerdBin()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -216,7 +217,7 @@ func TestDashboard(t *testing.T) {
 	var last [2]string
 	waitFor(t, 15*time.Second, "dashboard shows the quotes", func() string {
 		want := [2]string{s.snapshot([]string{"BBB"})["BBB"]["bid"], "live · WebSocket"}
-		p.eval(`[document.querySelector('#quotes tbody tr:nth-child(2) td').textContent,
+		p.eval(`[document.querySelector('#grid tbody tr:nth-child(2) td[data-field=bid]')?.textContent,
 			document.querySelector('#conn b').textContent]`, &last)
 		if last != want {
 			return fmt.Sprintf("BBB bid and badge %q, want %q", last, want)

@@ -53,3 +53,17 @@ export function clock(s) {
   const p = (n, w = 2) => String(n).padStart(w, '0');
   return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
 }
+
+// hms formats an RFC 3339 time as the local time of day to the second.
+export function hms(s) {
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) return s;
+  const p = (n) => String(n).padStart(2, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+// digits is the number of fraction digits of a decimal string.
+export function digits(s) {
+  const i = s.indexOf('.');
+  return i < 0 ? 0 : s.length - i - 1;
+}

@@ -1,0 +1,790 @@
+package clienttest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/performance"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"tickerd/stream"
+)
+
+// The dashboard at / (web/static) in a real Chromium against a real data
+// path: an in-process server where the feed is posted by the test, or a
+// tickerd process where it must be killed or run with -auth or -feed sim.
+
+// do runs chromedp actions on the page's tab.
+func (p *page) do(actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		p.t.Fatalf("browser: %v", err)
+	}
+}
+
+// evalAsync evaluates an expression that yields a promise and decodes
+// what it resolves to into v.
+func (p *page) evalAsync(expr string, timeout time.Duration, v any) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, timeout)
+	defer cancel()
+	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		p.t.Fatalf("evaluate: decode %s: %v", raw, err)
+	}
+}
+
+// problems returns the console errors and warnings and the uncaught
+// exceptions the page has logged so far.
+func (p *page) problems() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, l := range p.log {
+		if strings.HasPrefix(l, "console.error") || strings.HasPrefix(l, "console.warning") || strings.HasPrefix(l, "exception") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// shot saves a screenshot to artifacts/screenshots/name.png (git-ignored).
+func (p *page) shot(name string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		p.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := filepath.Join("..", "..", "artifacts", "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// metrics returns Chromium's run-time metrics of the tab (Performance
+// domain): TaskDuration, ScriptDuration, LayoutDuration... in seconds.
+func (p *page) metrics() map[string]float64 {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, performance.Enable, performance.EnableParams{}); err != nil {
+		p.t.Fatalf("performance metrics: %v", err)
+	}
+	res, err := chromedp.Call(ctx, performance.GetMetrics, cdp.Empty{})
+	if err != nil {
+		p.t.Fatalf("performance metrics: %v", err)
+	}
+	m := map[string]float64{}
+	for _, x := range res.Metrics {
+		m[x.Name] = x.Value
+	}
+	return m
+}
+
+// row is what the grid shows for a symbol: field → cell text, plus the
+// badge and status marks; nil when the symbol has no row.
+type row map[string]string
+
+const rowJS = `((sym) => {
+  const tr = document.querySelector('#grid tbody tr[data-symbol="' + sym + '"]');
+  if (!tr) return null;
+  const o = {badge: tr.querySelector('.badge').textContent, status: tr.dataset.status || '',
+    delayed: String(tr.classList.contains('delayed')), selected: String(tr.classList.contains('sel'))};
+  for (const td of tr.querySelectorAll('td[data-field]')) {
+    o[td.dataset.field] = td.textContent;
+    o[td.dataset.field + '.flash'] = td.dataset.flash || '';
+    o[td.dataset.field + '.class'] = td.className;
+  }
+  return o;
+})(%q)`
+
+func (p *page) row(sym string) row {
+	p.t.Helper()
+	var r row
+	p.eval(fmt.Sprintf(rowJS, sym), &r)
+	return r
+}
+
+// order is the symbols of the grid's rows, top to bottom.
+func (p *page) order() []string {
+	p.t.Helper()
+	var syms []string
+	p.eval(`[...document.querySelectorAll('#grid tbody tr')].map((tr) => tr.dataset.symbol)`, &syms)
+	return syms
+}
+
+func (p *page) text(sel string) string {
+	p.t.Helper()
+	var s string
+	p.eval(fmt.Sprintf(`document.querySelector(%q)?.textContent ?? ''`, sel), &s)
+	return s
+}
+
+// sameDecimal reports whether a cell's text shows the decimal v (commas,
+// a leading + and a trailing % aside; trailing zeros do not matter).
+func sameDecimal(shown, v string) bool {
+	shown = strings.TrimSuffix(strings.TrimPrefix(strings.ReplaceAll(shown, ",", ""), "+"), "%")
+	a, ok1 := new(big.Rat).SetString(shown)
+	b, ok2 := new(big.Rat).SetString(v)
+	return ok1 && ok2 && a.Cmp(b) == 0
+}
+
+// shows returns "" when the page's row for sym shows the server's
+// values of fields, else what differs.
+func shows(r row, server map[string]string, fields ...string) string {
+	if r == nil {
+		return "no row"
+	}
+	for _, f := range fields {
+		if !sameDecimal(r[f], server[f]) {
+			return fmt.Sprintf("%s: page %q, server %q", f, r[f], server[f])
+		}
+	}
+	return ""
+}
+
+// getSnapshot reads /v1/snapshot of base (with a bearer token, if any).
+func getSnapshot(t testing.TB, hc *http.Client, base, token string, symbols ...string) map[string]map[string]string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/snapshot?symbols="+strings.Join(symbols, ","), nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Snapshots []struct {
+			Symbol string
+			Fields map[string]string
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	out := map[string]map[string]string{}
+	for _, sn := range r.Snapshots {
+		out[sn.Symbol] = sn.Fields
+	}
+	return out
+}
+
+// ingestLines posts NDJSON lines through POST /v1/ingest.
+func (s *server) ingestLines(lines ...string) {
+	s.t.Helper()
+	resp, err := s.hc.Post(s.base+"/v1/ingest", "application/x-ndjson", strings.NewReader(strings.Join(lines, "\n")+"\n"))
+	if err != nil {
+		s.t.Fatalf("ingest: %v", err)
+	}
+	defer resp.Body.Close()
+	var r struct{ Accepted, Rejected int }
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Rejected != 0 {
+		s.t.Fatalf("ingest: status %d, %+v, %v", resp.StatusCode, r, err)
+	}
+}
+
+func quote(sym string, fields map[string]string) string {
+	b, _ := json.Marshal(map[string]any{"symbol": sym, "fields": fields})
+	return string(b)
+}
+
+// waitLive waits until the status bar says live.
+func waitLive(t testing.TB, p *page) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "status bar live", func() string {
+		if s := p.text("#conn b"); !strings.HasPrefix(s, "live · ") {
+			return fmt.Sprintf("status %q", s)
+		}
+		return ""
+	})
+}
+
+// The page loads, streams and shows the server's values with no console
+// error, warning or exception.
+func TestDashboardLoadsWithoutConsoleErrors(t *testing.T) {
+	s := newServer(t, stream.Config{})
+	s.ingest(1, "AAA", "BBB")
+	p := newPage(t, s.base+"/?symbols=AAA,BBB")
+	waitLive(t, p)
+	waitFor(t, 15*time.Second, "quotes shown", func() string {
+		return shows(p.row("BBB"), s.snapshot([]string{"BBB"})["BBB"], "bid", "ask", "last", "volume")
+	})
+	s.ingest(2, "AAA", "BBB")
+	waitFor(t, 15*time.Second, "update shown", func() string {
+		return shows(p.row("AAA"), s.snapshot([]string{"AAA"})["AAA"], "bid", "ask", "last", "volume")
+	})
+	if got := p.text("#conn b"); got != "live · WebSocket" {
+		t.Errorf("status %q, want live · WebSocket", got)
+	}
+	if probs := p.problems(); len(probs) > 0 {
+		t.Errorf("console problems:\n%s", strings.Join(probs, "\n"))
+	}
+}
+
+// A symbol typed into the add box (picked from the autocomplete) gets a
+// row whose prices equal /v1/snapshot once the feed stops, and the list
+// is saved: the page opened again without parameters shows it.
+func TestDashboardAddedSymbolMatchesSnapshot(t *testing.T) {
+	s := newServer(t, stream.Config{})
+	s.ingest(1, "AAA", "CCA", "CCC", "XCC")
+	p := newPage(t, s.base+"/?symbols=AAA")
+	waitLive(t, p)
+	p.do(chromedp.SendKeys(chromedp.ID("add"), "cc"))
+	var sugg []string
+	waitFor(t, 10*time.Second, "autocomplete", func() string {
+		p.eval(`[...document.querySelectorAll('#suggest li')].map((li) => li.textContent)`, &sugg)
+		if !slices.Equal(sugg, []string{"CCA", "CCC", "XCC"}) {
+			return fmt.Sprintf("suggestions %v, want prefix matches first, then substring ones", sugg)
+		}
+		return ""
+	})
+	p.do(chromedp.SendKeys(chromedp.ID("add"), "c"+kb.Enter)) // "ccc", exactly
+	waitFor(t, 10*time.Second, "row added", func() string {
+		if o := p.order(); !slices.Equal(o, []string{"AAA", "CCC"}) {
+			return fmt.Sprintf("rows %v", o)
+		}
+		return ""
+	})
+	for round := 2; round <= 5; round++ {
+		s.ingest(round, "AAA", "CCC")
+	}
+	waitFor(t, 15*time.Second, "CCC equals /v1/snapshot", func() string {
+		return shows(p.row("CCC"), s.snapshot([]string{"CCC"})["CCC"], "bid", "ask", "last", "volume")
+	})
+	var saved string
+	p.eval(`localStorage.getItem('tickerd.watchlists.v1')`, &saved)
+	if !strings.Contains(saved, `"symbols":["AAA","CCC"]`) {
+		t.Errorf("localStorage holds %s, want the list AAA,CCC", saved)
+	}
+	p2 := newPage(t, s.base+"/")
+	waitLive(t, p2)
+	waitFor(t, 10*time.Second, "saved list restored", func() string {
+		if o := p2.order(); !slices.Equal(o, []string{"AAA", "CCC"}) {
+			return fmt.Sprintf("rows %v", o)
+		}
+		return ""
+	})
+	if probs := p.problems(); len(probs) > 0 {
+		t.Errorf("console problems:\n%s", strings.Join(probs, "\n"))
+	}
+}
+
+// An up-tick flashes that cell green and no other; a down-tick flashes it
+// red; the change columns take the colour of their sign.
+func TestDashboardFlashesTicks(t *testing.T) {
+	s := newServer(t, stream.Config{})
+	post := func(fields map[string]string) { s.ingestLines(quote("AAA", fields)) }
+	post(map[string]string{"bid": "100.00", "ask": "100.10", "last": "100.05", "change": "0.5", "changePct": "0.5"})
+	p := newPage(t, s.base+"/?symbols=AAA")
+	waitLive(t, p)
+	waitFor(t, 10*time.Second, "first values", func() string {
+		r := p.row("AAA")
+		if r == nil || r["bid"] != "100.00" {
+			return fmt.Sprintf("row %v", r)
+		}
+		if r["bid.flash"] != "" || r["ask.flash"] != "" {
+			return fmt.Sprintf("a snapshot flashed: %v", r)
+		}
+		if r["change.class"] != "pos" || r["changePct.class"] != "pos" {
+			return fmt.Sprintf("change classes %q %q, want pos", r["change.class"], r["changePct.class"])
+		}
+		return ""
+	})
+
+	cases := []struct {
+		name, bid, flash, change, class string
+	}{
+		{"up", "100.01", "up", "0.51", "pos"},
+		{"down", "99.99", "down", "-0.01", "neg"},
+		{"up again", "100.02", "up", "0.52", "pos"},
+	}
+	for _, c := range cases {
+		post(map[string]string{"bid": c.bid, "change": c.change})
+		var colour string
+		waitFor(t, 10*time.Second, c.name+" tick", func() string {
+			r := p.row("AAA")
+			if !sameDecimal(r["bid"], c.bid) {
+				return fmt.Sprintf("bid %q", r["bid"])
+			}
+			if !strings.HasPrefix(r["bid.flash"], c.flash) {
+				return fmt.Sprintf("bid flash %q, want %s", r["bid.flash"], c.flash)
+			}
+			if r["ask.flash"] != "" || r["last.flash"] != "" {
+				return fmt.Sprintf("unchanged cells flashed: ask %q last %q", r["ask.flash"], r["last.flash"])
+			}
+			if r["change.class"] != c.class {
+				return fmt.Sprintf("change class %q, want %q", r["change.class"], c.class)
+			}
+			return ""
+		})
+		// The flash is an animation of the background from the theme's
+		// up (green) or down (red) colour to nothing.
+		p.eval(`(() => { const td = document.querySelector('#grid tr[data-symbol=AAA] td[data-field=bid]');
+			const a = td.getAnimations()[0]; return a ? a.animationName : getComputedStyle(td).animationName; })()`, &colour)
+		if !strings.HasPrefix(colour, c.flash) {
+			t.Errorf("%s: animation %q, want %s1 or %s2", c.name, colour, c.flash, c.flash)
+		}
+	}
+}
+
+// Killing tickerd shows "reconnecting"; once it is back on the same port
+// (empty, new seqs) the page is live again and shows the new data.
+func TestDashboardReconnectsAfterServerRestart(t *testing.T) {
+	srv := startTickerd(t, "-feed", "none")
+	srv.ingest(quote("AAA", map[string]string{"bid": "10.00", "ask": "10.02", "last": "10.01"}))
+	p := newPage(t, srv.base+"/?symbols=AAA")
+	waitLive(t, p)
+	waitFor(t, 10*time.Second, "first data", func() string {
+		return shows(p.row("AAA"), map[string]string{"bid": "10.00"}, "bid")
+	})
+	srv.kill()
+	waitFor(t, 15*time.Second, "reconnecting shown", func() string {
+		var st struct{ State, Text string }
+		p.eval(`({state: document.getElementById('conn').dataset.state, text: document.querySelector('#conn b').textContent})`, &st)
+		if st.State != "reconnecting" || !strings.HasPrefix(st.Text, "reconnecting") {
+			return fmt.Sprintf("status %+v", st)
+		}
+		var dim bool
+		if p.eval(`document.getElementById('grid').classList.contains('offline')`, &dim); !dim {
+			return "grid not dimmed while offline"
+		}
+		return ""
+	})
+	srv.restart()
+	srv.ingest(quote("AAA", map[string]string{"bid": "20.00", "ask": "20.02", "last": "20.01"}))
+	waitLive(t, p)
+	waitFor(t, 20*time.Second, "new data after restart", func() string {
+		return shows(p.row("AAA"), getSnapshot(t, srv.hc, srv.base, "", "AAA")["AAA"], "bid", "ask", "last")
+	})
+}
+
+const dashAuthFile = `groups:
+  rt: {realtime: ["AAA", "BBB"]}
+  dl: {delayed: ["DDD"]}
+users:
+  - name: alice
+    keys: ["k-alice-1"]
+    groups: [rt, dl]
+`
+
+// With -auth the page asks for a key: a wrong one is refused on the form,
+// a right one is kept in sessionStorage and streams the user's symbols;
+// the delayed one is labelled delayed.
+func TestDashboardLoginAndDelayed(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "auth.yaml")
+	if err := os.WriteFile(file, []byte(dashAuthFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startTickerd(t, "-feed", "none", "-auth", file, "-delay", "1s")
+	srv.ingest(
+		quote("AAA", map[string]string{"bid": "1.10", "ask": "1.20"}),
+		quote("DDD", map[string]string{"bid": "4.10", "ask": "4.20"}),
+		quote("ZZZ", map[string]string{"bid": "9.10", "ask": "9.20"}),
+	)
+	p := newPage(t, srv.base+"/")
+	dialogOpen := func() bool {
+		var open bool
+		p.eval(`document.getElementById('login').open`, &open)
+		return open
+	}
+	waitFor(t, 15*time.Second, "login screen", func() string {
+		if !dialogOpen() {
+			return "no login dialog"
+		}
+		return ""
+	})
+	p.do(chromedp.SendKeys(chromedp.ID("token"), "wrong-key"+kb.Enter))
+	waitFor(t, 10*time.Second, "wrong key refused", func() string {
+		if msg := p.text("#login-error"); !dialogOpen() || !strings.Contains(msg, "refused") {
+			return fmt.Sprintf("dialog open %v, error %q", dialogOpen(), msg)
+		}
+		return ""
+	})
+	p.do(chromedp.SendKeys(chromedp.ID("token"), "k-alice-1"+kb.Enter))
+	waitLive(t, p)
+	if dialogOpen() {
+		t.Fatal("login dialog still open when live")
+	}
+	var stored string
+	p.eval(`sessionStorage.getItem('tickerd.token') + ' ' + (localStorage.getItem('tickerd.token') ?? '')`, &stored)
+	if stored != "k-alice-1 " {
+		t.Errorf("sessionStorage/localStorage token %q, want it in sessionStorage only", stored)
+	}
+	// A first visit lists the entitled symbols: AAA and DDD, never ZZZ.
+	waitFor(t, 15*time.Second, "entitled rows, DDD delayed", func() string {
+		if o := p.order(); !slices.Equal(o, []string{"AAA", "DDD"}) {
+			return fmt.Sprintf("rows %v", o)
+		}
+		a, d := p.row("AAA"), p.row("DDD")
+		if !sameDecimal(a["bid"], "1.10") || a["delayed"] != "false" || a["badge"] != "" {
+			return fmt.Sprintf("AAA %v", a)
+		}
+		if !sameDecimal(d["bid"], "4.10") || d["delayed"] != "true" || d["badge"] != "delayed" {
+			return fmt.Sprintf("DDD %v", d)
+		}
+		var note struct {
+			Hidden bool
+			Text   string
+		}
+		p.eval(`({hidden: document.getElementById('delayed-note').hidden, text: document.getElementById('delayed-note').textContent})`, &note)
+		if note.Hidden || note.Text != "1 delayed" {
+			return fmt.Sprintf("status bar delayed note %+v", note)
+		}
+		return ""
+	})
+	if probs := p.problems(); len(probs) > 0 {
+		t.Errorf("console problems:\n%s", strings.Join(probs, "\n"))
+	}
+}
+
+// Everything works from the keyboard: / focuses the add box, Enter adds,
+// Escape goes to the grid, arrows move the selection, Alt+arrows reorder,
+// Enter opens the detail panel, Escape closes it, Delete removes a row.
+func TestDashboardKeyboard(t *testing.T) {
+	s := newServer(t, stream.Config{})
+	s.ingest(1, "AAA", "BBB", "CCC")
+	p := newPage(t, s.base+"/?symbols=AAA,BBB")
+	waitLive(t, p)
+	selected := func() string {
+		var sym string
+		p.eval(`document.querySelector('#grid tbody tr.sel')?.dataset.symbol ?? ''`, &sym)
+		return sym
+	}
+	focused := func() string {
+		var f string
+		p.eval(`document.activeElement.id || document.activeElement.dataset?.symbol || document.activeElement.tagName`, &f)
+		return f
+	}
+	p.do(chromedp.KeyEvent("/"))
+	if f := focused(); f != "add" {
+		t.Fatalf("after /, focus on %q, want the add box", f)
+	}
+	p.do(chromedp.KeyEvent("ccc" + kb.Enter))
+	waitFor(t, 5*time.Second, "CCC added", func() string {
+		if o := p.order(); !slices.Equal(o, []string{"AAA", "BBB", "CCC"}) {
+			return fmt.Sprintf("rows %v", o)
+		}
+		return ""
+	})
+	p.do(chromedp.KeyEvent(kb.Escape))
+	if f, sel := focused(), selected(); f != "CCC" || sel != "CCC" {
+		t.Fatalf("after Escape, focus %q selection %q, want the added row", f, sel)
+	}
+	p.do(chromedp.KeyEvent(kb.ArrowUp))
+	if sel := selected(); sel != "BBB" {
+		t.Fatalf("ArrowUp: selection %q, want BBB", sel)
+	}
+	p.do(chromedp.KeyEvent(kb.ArrowUp, chromedp.KeyModifiers(chromedp.ModifierAlt)))
+	if o := p.order(); !slices.Equal(o, []string{"BBB", "AAA", "CCC"}) {
+		t.Fatalf("Alt+ArrowUp: rows %v, want BBB moved up", o)
+	}
+	p.do(chromedp.KeyEvent(kb.ArrowDown))
+	if sel := selected(); sel != "AAA" {
+		t.Fatalf("ArrowDown: selection %q, want AAA", sel)
+	}
+	p.do(chromedp.KeyEvent(kb.Enter))
+	waitFor(t, 5*time.Second, "detail open", func() string {
+		var d struct {
+			Hidden      bool
+			Title, Bid  string
+			Ticks, Dpts int
+		}
+		p.eval(`({hidden: document.getElementById('detail').hidden, title: document.querySelector('.d-title').textContent,
+			bid: document.querySelector('.d-fields dd[data-field=bid]').textContent,
+			ticks: document.querySelectorAll('.d-ticks tbody tr').length})`, &d)
+		want := s.snapshot([]string{"AAA"})["AAA"]["bid"]
+		if d.Hidden || d.Title != "AAA" || !sameDecimal(d.Bid, want) || d.Ticks == 0 {
+			return fmt.Sprintf("detail %+v, want AAA with bid %s and ticks", d, want)
+		}
+		return ""
+	})
+	p.do(chromedp.KeyEvent(kb.Escape))
+	var hidden bool
+	if p.eval(`document.getElementById('detail').hidden`, &hidden); !hidden {
+		t.Fatal("Escape left the detail panel open")
+	}
+	if f := focused(); f != "AAA" {
+		t.Errorf("after closing the panel focus is on %q, want the AAA row", f)
+	}
+	p.do(chromedp.KeyEvent(kb.Delete))
+	if o := p.order(); !slices.Equal(o, []string{"BBB", "CCC"}) {
+		t.Fatalf("Delete: rows %v, want AAA gone", o)
+	}
+	if sel := selected(); sel != "CCC" {
+		t.Errorf("after Delete the selection is %q, want the next row", sel)
+	}
+}
+
+// layoutFeed posts a realistic record per symbol: one halted, one stale.
+func layoutFeed(s *server, syms []string, round int) {
+	var lines []string
+	for i, sym := range syms {
+		base := 20 + 37*i%400
+		px := float64(base) + float64((round*7+i*3)%11)/10
+		chg := float64((i*13+round*5)%21-10) / 10
+		f := map[string]string{
+			"bid": fmt.Sprintf("%.2f", px-0.01), "ask": fmt.Sprintf("%.2f", px+0.01), "last": fmt.Sprintf("%.2f", px),
+			"bidSize": fmt.Sprint(100 * (i + 1)), "askSize": fmt.Sprint(200 + i), "lastSize": "100",
+			"volume": fmt.Sprint(120000*(i+1) + round*1300), "change": fmt.Sprintf("%.2f", chg),
+			"changePct": fmt.Sprintf("%.2f", chg/float64(base)*100), "prevClose": fmt.Sprintf("%.2f", float64(base)-chg),
+			"open": fmt.Sprintf("%.2f", float64(base)), "high": fmt.Sprintf("%.2f", px+0.6), "low": fmt.Sprintf("%.2f", px-0.7),
+			"time": time.Now().UTC().Format(time.RFC3339Nano), "status": "trading",
+		}
+		switch i {
+		case 2:
+			f["status"] = "halted"
+		case 4:
+			f["status"] = "stale"
+		}
+		lines = append(lines, quote(sym, f))
+	}
+	s.ingestLines(lines...)
+}
+
+// Screenshots at 1280x720 in both themes and at phone width (saved in
+// artifacts/screenshots): the theme key switches the colours, halted and
+// stale rows are marked, and a phone-width page does not scroll sideways.
+func TestDashboardThemesAndLayouts(t *testing.T) {
+	s := newServer(t, stream.Config{})
+	syms := strings.Fields("AAPL MSFT NVDA AMZN GOOGL META TSLA JPM V XOM UNH AVGO LLY MA HD COST PG JNJ")
+	layoutFeed(s, syms, 1)
+	p := newPage(t, s.base+"/?theme=dark&symbols="+strings.Join(syms, ","))
+	p.do(chromedp.EmulateViewport(1280, 720))
+	waitLive(t, p)
+	// Feed a few seconds so that the sparklines have points.
+	for round := 2; round <= 4; round++ {
+		time.Sleep(1100 * time.Millisecond)
+		layoutFeed(s, syms, round)
+	}
+	waitFor(t, 10*time.Second, "marks", func() string {
+		if r := p.row("NVDA"); r["badge"] != "halted" || r["status"] != "halted" {
+			return fmt.Sprintf("NVDA %v, want halted", r)
+		}
+		if r := p.row("GOOGL"); r["badge"] != "stale" || r["status"] != "stale" {
+			return fmt.Sprintf("GOOGL %v, want stale", r)
+		}
+		return ""
+	})
+	bg := func() string {
+		var c string
+		p.eval(`document.documentElement.dataset.theme + ' ' + getComputedStyle(document.body).backgroundColor`, &c)
+		return c
+	}
+	dark := bg()
+	if !strings.HasPrefix(dark, "dark ") {
+		t.Fatalf("theme %q, want dark from ?theme=dark", dark)
+	}
+	p.do(chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.ArrowDown))
+	p.shot("dashboard-1280-dark")
+	p.do(chromedp.KeyEvent("t"))
+	light := bg()
+	if !strings.HasPrefix(light, "light ") || light[6:] == dark[5:] {
+		t.Fatalf("after t: %q (dark was %q), want the light theme's colours", light, dark)
+	}
+	var saved string
+	p.eval(`localStorage.getItem('tickerd.theme')`, &saved)
+	if saved != "light" {
+		t.Errorf("theme saved as %q, want light", saved)
+	}
+	time.Sleep(300 * time.Millisecond) // the sparklines repaint in the next frames
+	p.shot("dashboard-1280-light")
+	p.do(chromedp.KeyEvent(kb.Enter))
+	time.Sleep(600 * time.Millisecond)
+	p.shot("dashboard-1280-light-detail")
+	p.do(chromedp.KeyEvent(kb.Escape), chromedp.KeyEvent("t"))
+
+	p.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	time.Sleep(300 * time.Millisecond)
+	var overflow struct{ Scroll, Client int }
+	p.eval(`({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth})`, &overflow)
+	if overflow.Scroll > overflow.Client {
+		t.Errorf("phone width: the page is %d px wide in a %d px viewport", overflow.Scroll, overflow.Client)
+	}
+	var gridFits bool
+	p.eval(`(() => { const w = document.querySelector('.gridwrap'); return w.scrollWidth <= w.clientWidth; })()`, &gridFits)
+	if !gridFits {
+		t.Errorf("phone width: the grid scrolls sideways; the narrow layout should drop columns")
+	}
+	p.shot("dashboard-390-dark")
+	p.do(chromedp.KeyEvent(kb.Enter))
+	time.Sleep(600 * time.Millisecond)
+	p.shot("dashboard-390-dark-detail")
+	if probs := p.problems(); len(probs) > 0 {
+		t.Errorf("console problems:\n%s", strings.Join(probs, "\n"))
+	}
+}
+
+// frames is what measureJS reports, over windows of one second each.
+type frames struct {
+	FPS        []float64 // animation frames per second, per window
+	LongMs     []float64 // time in long tasks (over 50 ms), per window
+	LongTasks  int       // long tasks over the whole run (PerformanceObserver 'longtask')
+	MaxFrameMs float64   // the longest gap between two frames
+	Updates    float64   // quote changes the client delivered per second
+	Cells      float64   // cells the grid wrote per second
+	Seconds    float64
+	UpdateMs   float64 // ms per second spent folding changes into the grid
+	FlushMs    float64 // ms per second spent writing the grid
+	// From Chromium's Performance domain, ms per second of the main thread.
+	TaskMs, ScriptMs, LayoutMs, StyleMs float64
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// measureJS counts animation frames and long tasks in n windows of one
+// second.
+const measureJS = `new Promise((resolve) => {
+  const windows = %d;
+  const long = [];
+  const po = new PerformanceObserver((l) => long.push(...l.getEntries()));
+  po.observe({type: 'longtask'});
+  const d = window.dashboard;
+  const count = () => d.stats.buckets.reduce((n, b) => n + b.count, 0) + d.stats.cur.count;
+  const u0 = count(), c0 = d.grid.stats.cells;
+  const upd = d.grid.update, fl = d.grid.flush;
+  let inUpdate = 0, inFlush = 0;
+  d.grid.update = function (...a) { const t = performance.now(); try { return upd.apply(this, a); } finally { inUpdate += performance.now() - t; } };
+  d.grid.flush = function (...a) { const t = performance.now(); try { return fl.apply(this, a); } finally { inFlush += performance.now() - t; } };
+  const perWindow = new Array(windows).fill(0);
+  let maxGap = 0, t0 = 0, last = 0;
+  const step = (t) => {
+    if (!t0) t0 = last = t;
+    maxGap = Math.max(maxGap, t - last);
+    last = t;
+    const w = Math.floor((t - t0) / 1000);
+    if (w < windows) {
+      if (t > t0) perWindow[w]++;
+      requestAnimationFrame(step);
+      return;
+    }
+    long.push(...po.takeRecords());
+    po.disconnect();
+    d.grid.update = upd; d.grid.flush = fl;
+    const secs = (t - t0) / 1000;
+    const longMs = new Array(windows).fill(0);
+    for (const e of long) {
+      // A task is counted in the windows it overlaps.
+      for (let w = 0; w < windows; w++) {
+        const a = Math.max(e.startTime, t0 + w * 1000), b = Math.min(e.startTime + e.duration, t0 + (w + 1) * 1000);
+        if (b > a) longMs[w] += b - a;
+      }
+    }
+    resolve({fps: perWindow, longMs, longTasks: long.filter((e) => e.startTime + e.duration > t0).length,
+      maxFrameMs: maxGap, updates: (count() - u0) / secs, cells: (d.grid.stats.cells - c0) / secs, seconds: secs,
+      updateMs: inUpdate / secs, flushMs: inFlush / secs});
+  };
+  requestAnimationFrame(step);
+})`
+
+// The frame budget of 500 symbols streaming from the simulator at 20,000
+// updates/s (each capped at the server's 20 Hz per symbol): measured over
+// 5 s after a warm-up. The batched renderer must hold the budget; the
+// unbatched one (?paint=naive: every update painted at once, every row)
+// must break it, or the budget proves nothing.
+func TestDashboardFrameBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short: 500 symbols at 20,000 updates/s")
+	}
+	srv := startTickerd(t, "-feed", "sim", "-sim-symbols", "500", "-sim-rate", "20000", "-sim-seed", "1")
+	var list struct{ Symbols []string }
+	resp, err := srv.hc.Get(srv.base + "/v1/symbols")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if err != nil || len(list.Symbols) != 500 {
+		t.Fatalf("symbols: %d, %v", len(list.Symbols), err)
+	}
+	run := func(t *testing.T, query string) frames {
+		p := newPage(t, srv.base+"/?"+query+"symbols="+url.QueryEscape(strings.Join(list.Symbols, ",")))
+		p.do(chromedp.EmulateViewport(1280, 720))
+		waitLive(t, p)
+		waitFor(t, 20*time.Second, "500 records", func() string {
+			var n int
+			p.eval(`Object.keys(dashboard.client.snapshot()).length`, &n)
+			if n < 500 {
+				return fmt.Sprintf("%d records", n)
+			}
+			return ""
+		})
+		time.Sleep(2 * time.Second) // warm up
+		var f frames
+		m0 := p.metrics()
+		p.evalAsync(fmt.Sprintf(measureJS, 5), 60*time.Second, &f)
+		m1 := p.metrics()
+		busy := func(name string) float64 { return 1000 * (m1[name] - m0[name]) / f.Seconds }
+		f.TaskMs, f.ScriptMs, f.LayoutMs, f.StyleMs = busy("TaskDuration"), busy("ScriptDuration"), busy("LayoutDuration"), busy("RecalcStyleDuration")
+		t.Logf("%s: median %.1f fps %v, median %.0f ms/s in long tasks %v (%d tasks), longest frame %.0f ms; "+
+			"%.0f updates/s, %.0f cells/s; main thread busy %.0f ms/s (script %.0f, layout %.0f, style %.0f; grid update %.0f, flush %.0f)",
+			query, median(f.FPS), f.FPS, median(f.LongMs), f.LongMs, f.LongTasks, f.MaxFrameMs, f.Updates, f.Cells,
+			f.TaskMs, f.ScriptMs, f.LayoutMs, f.StyleMs, f.UpdateMs, f.FlushMs)
+		if query == "" {
+			p.shot("dashboard-500-symbols")
+		}
+		return f
+	}
+	// The budget, on the medians of five one-second windows (a burst
+	// from another process on the shared VM moves one window, not the
+	// median): at least 15 fps, at most 400 ms a second in long tasks.
+	// Measured figures of both renderers: docs/performance.md.
+	const minFPS, maxLongMs = 15, 400
+	within := func(f frames) string {
+		if fps := median(f.FPS); fps < minFPS {
+			return fmt.Sprintf("median %.1f fps < %d", fps, minFPS)
+		}
+		if ms := median(f.LongMs); ms > maxLongMs {
+			return fmt.Sprintf("median %.0f ms/s in long tasks > %d", ms, maxLongMs)
+		}
+		return ""
+	}
+	t.Run("batched", func(t *testing.T) {
+		f := run(t, "")
+		if f.Updates < 500 {
+			t.Fatalf("only %.0f updates/s reached the page: not the load this test is about", f.Updates)
+		}
+		if why := within(f); why != "" {
+			t.Errorf("over the frame budget: %s", why)
+		}
+	})
+	t.Run("unbatched", func(t *testing.T) {
+		f := run(t, "paint=naive&")
+		if why := within(f); why == "" {
+			t.Errorf("the unbatched renderer meets the budget too (median %.1f fps, %.0f ms/s in long tasks): the budget catches nothing", median(f.FPS), median(f.LongMs))
+		}
+	})
+}
