@@ -293,8 +293,42 @@ func TestDashboardAddedSymbolMatchesSnapshot(t *testing.T) {
 	}
 }
 
+// flashLogJS records every flash the grid lights: which cell, which way,
+// and the cell's background colour at that moment.
+const flashLogJS = `(() => {
+  window.flashLog = [];
+  new MutationObserver((ms) => {
+    for (const m of ms) {
+      const td = m.target, v = td.dataset.flash;
+      if (!v || !v.endsWith('3')) continue;
+      flashLog.push({symbol: td.closest('tr').dataset.symbol, field: td.dataset.field, flash: v,
+        bg: getComputedStyle(td).backgroundColor});
+    }
+  }).observe(document.querySelector('#grid tbody'), {subtree: true, attributes: true, attributeFilter: ['data-flash']});
+  return true;
+})()`
+
+type flash struct{ Symbol, Field, Flash, Bg string }
+
+// hue tells a flash's background colour: "green", "red" or what it is.
+func hue(css string) string {
+	var r, g, b int
+	var a float64
+	if _, err := fmt.Sscanf(css, "rgba(%d, %d, %d, %g)", &r, &g, &b, &a); err != nil || a == 0 {
+		return css
+	}
+	switch {
+	case g > r && g > b:
+		return "green"
+	case r > g && r > b:
+		return "red"
+	}
+	return css
+}
+
 // An up-tick flashes that cell green and no other; a down-tick flashes it
-// red; the change columns take the colour of their sign.
+// red; the flash fades away; the change columns take the colour of their
+// sign.
 func TestDashboardFlashesTicks(t *testing.T) {
 	s := newServer(t, stream.Config{})
 	post := func(fields map[string]string) { s.ingestLines(quote("AAA", fields)) }
@@ -306,49 +340,53 @@ func TestDashboardFlashesTicks(t *testing.T) {
 		if r == nil || r["bid"] != "100.00" {
 			return fmt.Sprintf("row %v", r)
 		}
-		if r["bid.flash"] != "" || r["ask.flash"] != "" {
-			return fmt.Sprintf("a snapshot flashed: %v", r)
-		}
 		if r["change.class"] != "pos" || r["changePct.class"] != "pos" {
 			return fmt.Sprintf("change classes %q %q, want pos", r["change.class"], r["changePct.class"])
 		}
 		return ""
 	})
+	p.eval(flashLogJS, nil)
+	var log []flash
+	p.eval(`flashLog`, &log)
+	if len(log) != 0 {
+		t.Fatalf("flashes before any tick: %v", log)
+	}
 
 	cases := []struct {
-		name, bid, flash, change, class string
+		name, bid, flash, colour, change, class string
 	}{
-		{"up", "100.01", "up", "0.51", "pos"},
-		{"down", "99.99", "down", "-0.01", "neg"},
-		{"up again", "100.02", "up", "0.52", "pos"},
+		{"up", "100.01", "up3", "green", "0.51", "pos"},
+		{"down", "99.99", "down3", "red", "-0.01", "neg"},
+		{"up again", "100.02", "up3", "green", "0.52", "pos"},
 	}
 	for _, c := range cases {
+		p.eval(`flashLog.length = 0`, nil)
 		post(map[string]string{"bid": c.bid, "change": c.change})
-		var colour string
 		waitFor(t, 10*time.Second, c.name+" tick", func() string {
 			r := p.row("AAA")
 			if !sameDecimal(r["bid"], c.bid) {
 				return fmt.Sprintf("bid %q", r["bid"])
-			}
-			if !strings.HasPrefix(r["bid.flash"], c.flash) {
-				return fmt.Sprintf("bid flash %q, want %s", r["bid.flash"], c.flash)
-			}
-			if r["ask.flash"] != "" || r["last.flash"] != "" {
-				return fmt.Sprintf("unchanged cells flashed: ask %q last %q", r["ask.flash"], r["last.flash"])
 			}
 			if r["change.class"] != c.class {
 				return fmt.Sprintf("change class %q, want %q", r["change.class"], c.class)
 			}
 			return ""
 		})
-		// The flash is an animation of the background from the theme's
-		// up (green) or down (red) colour to nothing.
-		p.eval(`(() => { const td = document.querySelector('#grid tr[data-symbol=AAA] td[data-field=bid]');
-			const a = td.getAnimations()[0]; return a ? a.animationName : getComputedStyle(td).animationName; })()`, &colour)
-		if !strings.HasPrefix(colour, c.flash) {
-			t.Errorf("%s: animation %q, want %s1 or %s2", c.name, colour, c.flash, c.flash)
+		p.eval(`flashLog`, &log)
+		want := []flash{{Symbol: "AAA", Field: "bid", Flash: c.flash}}
+		if len(log) != 1 || log[0].Symbol != "AAA" || log[0].Field != "bid" || log[0].Flash != c.flash {
+			t.Fatalf("%s: flashes %v, want only %v", c.name, log, want)
+		}
+		if h := hue(log[0].Bg); h != c.colour {
+			t.Errorf("%s: the cell lit %s, want %s", c.name, h, c.colour)
 		}
 	}
+	waitFor(t, 5*time.Second, "the flash fades", func() string {
+		if r := p.row("AAA"); r["bid.flash"] != "" {
+			return fmt.Sprintf("bid still lit: %q", r["bid.flash"])
+		}
+		return ""
+	})
 }
 
 // Killing tickerd shows "reconnecting"; once it is back on the same port

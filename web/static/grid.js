@@ -21,10 +21,11 @@ export const COLUMNS = [
 
 const BY_FIELD = new Map(COLUMNS.map((c) => [c.field, c]));
 const SPARK_EVERY = 1000; // ms between redraws of one row's sparkline (its points are 1 s apart)
-// A cell ticking the same way again within FLASH_GAP ms stays lit rather
-// than restarting its fade: a cell ticking at 20 Hz glows, and the page
-// does not restart dozens of animations a frame.
-const FLASH_GAP = 300;
+// A flash fades in steps of FADE_STEP ms (level 3, 2, 1, then gone),
+// applied in the frame batches: no animation runs per frame, so a screen
+// of cells ticking at 20 Hz costs a few attribute writes, not a repaint
+// of every lit cell in every frame. A new tick lights the cell fully again.
+const FADE_STEP = 200;
 
 export class Grid {
   // table is the <table>; hooks: open(sym), remove(sym), move(sym, index),
@@ -45,6 +46,8 @@ export class Grid {
     this.onFrame = null; // called at the end of each flush (the detail panel)
     this.stats = { frames: 0, cells: 0 }; // for the tests and the curious
     this.history = new Map(); // symbol → History, kept while listed
+    this.lit = new Set(); // rows with a flash fading
+    this.fadeTimer = 0;
     let resizeTimer = 0;
     window.addEventListener('resize', () => {
       clearTimeout(resizeTimer);
@@ -64,6 +67,7 @@ export class Grid {
       row.tr.remove();
       this.rows.delete(sym);
       this.dirty.delete(row);
+      this.lit.delete(row);
       this.history.delete(sym);
     }
     const frag = document.createDocumentFragment();
@@ -196,6 +200,7 @@ export class Grid {
       this.#spark(row, now);
       this.dirty.delete(row);
     }
+    if (this.lit.size) this.#fade(now);
     this.onFrame?.();
     if (again) this.#schedule();
   }
@@ -230,13 +235,34 @@ export class Grid {
     }
     const dir = row.flash.get(f);
     if (dir) {
-      const lit = row.lit.get(f);
-      if (!lit || lit.dir !== dir || this.now - lit.at >= FLASH_GAP) {
-        // Alternating two identical animations restarts the fade
-        // without forcing a style recalculation.
-        td.dataset.flash = td.dataset.flash === `${dir}1` ? `${dir}2` : `${dir}1`;
-        row.lit.set(f, { dir, at: this.now });
+      td.dataset.flash = `${dir}3`;
+      row.lit.set(f, { dir, at: this.now, level: 3 });
+      this.lit.add(row);
+    }
+  }
+
+  // fade steps the lit cells down, and asks for a frame when the next
+  // step is due.
+  #fade(now) {
+    for (const row of this.lit) {
+      for (const [f, l] of row.lit) {
+        const level = 3 - Math.floor((now - l.at) / FADE_STEP);
+        if (level === l.level) continue;
+        l.level = level;
+        if (level > 0) {
+          row.cells[f].dataset.flash = `${l.dir}${level}`;
+        } else {
+          delete row.cells[f].dataset.flash;
+          row.lit.delete(f);
+        }
       }
+      if (!row.lit.size) this.lit.delete(row);
+    }
+    if (this.lit.size && !this.fadeTimer) {
+      this.fadeTimer = setTimeout(() => {
+        this.fadeTimer = 0;
+        this.#schedule();
+      }, FADE_STEP / 2);
     }
   }
 
