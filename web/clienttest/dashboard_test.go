@@ -810,6 +810,11 @@ func TestDashboardFrameBudget(t *testing.T) {
 		}
 		return ""
 	}
+	// DASH_EXTRA="bgHz=20 ..." measures more page variants, logged only
+	// (docs/performance.md).
+	for _, q := range strings.Fields(os.Getenv("DASH_EXTRA")) {
+		t.Run(q, func(t *testing.T) { run(t, q+"&") })
+	}
 	t.Run("batched", func(t *testing.T) {
 		f := run(t, "")
 		if f.Updates < 500 {

@@ -14,11 +14,11 @@ import { Watchlists, normalize, parseList } from './watchlists.js';
 const TOKEN_KEY = 'tickerd.token'; // sessionStorage: this tab only
 const THEME_KEY = 'tickerd.theme';
 const DEFAULT_ROWS = 20; // a first visit's list: the server's first symbols
-// Rows out of view are subscribed at BACKGROUND_HZ, those in view (and
-// the detail panel's symbol) at the page's maxHz: the server conflates
-// what nobody is looking at, and the page's work follows the screen, not
-// the list's length.
-const BACKGROUND_HZ = 1;
+// Rows out of view are subscribed at BACKGROUND_HZ (?bgHz=N), those in
+// view (and the detail panel's symbol) at the page's maxHz: the server
+// conflates what nobody is looking at, and the page's work follows the
+// screen, not the list's length.
+const BACKGROUND_HZ = Number(new URLSearchParams(location.search).get('bgHz')) || 1;
 const NAMES = { ws: 'WebSocket', sse: 'SSE', poll: 'long-poll' };
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -163,6 +163,9 @@ class Dashboard {
     client.onChange((ev) => {
       this.stats.record(ev.latency);
       this.grid.update(ev);
+      // The panel follows its symbol even when the row is scrolled away
+      // (refresh is throttled to a few paints a second).
+      if (ev.symbol === this.detail.sym) this.detail.refresh();
     });
     this.#subscribe();
     client.start();
