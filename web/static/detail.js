@@ -106,7 +106,8 @@ export class Detail {
     this.el.classList.toggle('delayed', !!record?.delayed);
     if (history) {
       const d = f.last ? digits(f.last) : f.bid ? digits(f.bid) : 2;
-      chart(this.canvas, history.times, history.prices, f.prevClose === undefined ? NaN : Number(f.prevClose), Math.max(2, d));
+      const { times, prices } = history.series(600);
+      chart(this.canvas, times, prices, f.prevClose === undefined ? NaN : Number(f.prevClose), Math.max(2, d));
       const rows = [];
       for (const t of history.recent(30)) {
         const tr = document.createElement('tr');

@@ -3,7 +3,7 @@
 // view keep their changes pending and catch up when they come back into
 // view, so a 500-row list costs the same per frame as the visible part.
 import { cmp, fixed, grouped, hms, sign, signed } from './format.js';
-import { History, SPARK_POINTS, priceOf } from './history.js';
+import { History, priceOf } from './history.js';
 import { sparkline } from './sparkline.js';
 
 // COLUMNS after the symbol: the field each shows, how, and which cue.
@@ -21,6 +21,7 @@ export const COLUMNS = [
 
 const BY_FIELD = new Map(COLUMNS.map((c) => [c.field, c]));
 const SPARK_EVERY = 1000; // ms between redraws of one row's sparkline (its points are 1 s apart)
+const SPARK_POINTS = 96; // at most this many points in a sparkline (about one per pixel)
 // A flash fades in steps of FADE_STEP ms (level 3, 2, 1, then gone),
 // applied in the frame batches: no animation runs per frame, so a screen
 // of cells ticking at 20 Hz costs a few attribute writes, not a repaint
@@ -272,7 +273,8 @@ export class Grid {
     const h = this.history.get(row.sym);
     if (!h) return;
     const pc = row.fields.prevClose;
-    sparkline(row.canvas, row.cw, row.ch, h.tail(SPARK_POINTS), pc === undefined ? NaN : Number(pc));
+    const { times, prices } = h.series(SPARK_POINTS);
+    sparkline(row.canvas, row.cw, row.ch, times, prices, pc === undefined ? NaN : Number(pc));
   }
 
   // redrawSparks repaints every visible sparkline (after a theme change).

@@ -1,37 +1,53 @@
-// Bounded per-symbol history: a price series in fixed time buckets for the
-// sparklines and the detail chart, and the most recent ticks. Nothing here
-// grows with the feed rate or the session's length.
+// Bounded per-symbol history: the price since the page opened, in two
+// tiers of time buckets (fine for the last 15 minutes, coarse for the
+// day), and the most recent ticks. Nothing here grows with the feed rate;
+// a symbol's history is a few tens of KB however long the page stays open.
 
-export const BUCKET_MS = 1000; // one chart point per second
-export const MAX_POINTS = 900; // 15 minutes of points per symbol
-export const SPARK_POINTS = 120; // the sparkline shows the last 2 minutes
+export const FINE_MS = 1000; // fine points: one per second...
+export const FINE_POINTS = 900; // ...for 15 minutes
+export const COARSE_MS = 30000; // coarse points: one per 30 s...
+export const COARSE_POINTS = 1200; // ...for 10 hours, a trading day
 export const MAX_TICKS = 50; // recent ticks kept per symbol
+
+// Series is prices in time buckets, capped: the oldest go first.
+class Series {
+  constructor(bucket, cap) {
+    this.bucket = bucket;
+    this.cap = cap;
+    this.times = []; // bucket start, ms
+    this.prices = []; // the last price seen in the bucket (a float: drawing only)
+  }
+
+  add(t, p) {
+    const b = t - (t % this.bucket);
+    const n = this.times.length;
+    if (n && this.times[n - 1] >= b) {
+      this.prices[n - 1] = p;
+      return;
+    }
+    this.times.push(b);
+    this.prices.push(p);
+    if (this.times.length > this.cap) {
+      // Drop in chunks: amortized, and never more than cap + 64 kept.
+      this.times.splice(0, 64);
+      this.prices.splice(0, 64);
+    }
+  }
+}
 
 export class History {
   constructor() {
-    this.times = []; // bucket start, ms
-    this.prices = []; // last price seen in the bucket (a float: drawing only)
+    this.fine = new Series(FINE_MS, FINE_POINTS);
+    this.coarse = new Series(COARSE_MS, COARSE_POINTS);
     this.ticks = []; // newest last: {t, fields, changed}
     this.version = 0; // bumped on every change, for lazy redraws
   }
 
-  // price records the price p at time t (ms): a new point per bucket, the
-  // bucket's last value otherwise.
+  // price records the price p at time t (ms).
   price(t, p) {
     if (!Number.isFinite(p)) return;
-    const b = t - (t % BUCKET_MS);
-    const n = this.times.length;
-    if (n && this.times[n - 1] >= b) {
-      this.prices[n - 1] = p;
-    } else {
-      this.times.push(b);
-      this.prices.push(p);
-      if (this.times.length > MAX_POINTS) {
-        // Drop in chunks: amortized, and never more than MAX_POINTS + 64.
-        this.times.splice(0, 64);
-        this.prices.splice(0, 64);
-      }
-    }
+    this.fine.add(t, p);
+    this.coarse.add(t, p);
     this.version++;
   }
 
@@ -49,9 +65,36 @@ export class History {
     return this.ticks.slice(-n).reverse();
   }
 
-  // tail returns the last n prices.
-  tail(n) {
-    return this.prices.slice(-n);
+  // series returns the price since the page opened as {times, prices} of
+  // at most n points: coarse points older than the fine tier, then the
+  // fine ones, thinned to n even slots of time (each slot keeps its last
+  // point, so the newest price is always the last).
+  series(n) {
+    const f = this.fine, c = this.coarse;
+    let times = f.times, prices = f.prices;
+    const start = f.times[0];
+    if (c.times.length && c.times[0] < start - COARSE_MS) {
+      let k = 0;
+      while (k < c.times.length && c.times[k] < start - COARSE_MS) k++;
+      times = c.times.slice(0, k).concat(f.times);
+      prices = c.prices.slice(0, k).concat(f.prices);
+    }
+    if (times.length <= n) return { times, prices };
+    const t0 = times[0], span = Math.max(1, times[times.length - 1] - t0);
+    const t = [], p = [];
+    let slot = -1;
+    for (let i = 0; i < times.length; i++) {
+      const s = Math.min(n - 1, Math.floor(((times[i] - t0) / span) * n));
+      if (s !== slot) {
+        t.push(times[i]);
+        p.push(prices[i]);
+        slot = s;
+      } else {
+        t[t.length - 1] = times[i];
+        p[p.length - 1] = prices[i];
+      }
+    }
+    return { times: t, prices: p };
   }
 }
 

@@ -51,17 +51,18 @@ function extent(values, extra) {
   return [lo, hi];
 }
 
-// sparkline draws values as a line, green when the last is at or above
-// the reference (the previous close, else the first point), red below.
-// w and h are the canvas's CSS size, read by the caller before any DOM
-// write of the frame so that no reflow is forced here.
-export function sparkline(canvas, w, h, values, ref) {
+// sparkline draws values at times (ms) as a line, green when the last is
+// above the reference (the previous close, else the first point), red
+// below. w and h are the canvas's CSS size, read by the caller before any
+// DOM write of the frame so that no reflow is forced here.
+export function sparkline(canvas, w, h, times, values, ref) {
   const f = fit(canvas, w, h);
   if (!f || values.length < 2) return;
   const { ctx } = f;
   const base = Number.isFinite(ref) ? ref : values[0];
   const [lo, hi] = extent(values);
-  const x = (i) => (i / (values.length - 1)) * (w - 2) + 1;
+  const t0 = times[0], span = Math.max(1, times[times.length - 1] - t0);
+  const x = (i) => ((times[i] - t0) / span) * (w - 2) + 1;
   const y = (v) => h - 2 - ((v - lo) / (hi - lo)) * (h - 4);
   const c = colors();
   const last = values[values.length - 1];
