@@ -456,6 +456,8 @@ func TestDashboardLoginAndDelayed(t *testing.T) {
 		}
 		return ""
 	})
+	p.do(chromedp.EmulateViewport(1280, 720))
+	p.shot("dashboard-login")
 	p.do(chromedp.SendKeys(chromedp.ID("token"), "wrong-key"+kb.Enter))
 	waitFor(t, 10*time.Second, "wrong key refused", func() string {
 		if msg := p.text("#login-error"); !dialogOpen() || !strings.Contains(msg, "refused") {
@@ -830,4 +832,72 @@ func TestDashboardFrameBudget(t *testing.T) {
 			t.Errorf("the unbatched renderer meets the budget too (median %.1f fps, %.0f ms/s in long tasks): the budget catches nothing", median(f.FPS), median(f.LongMs))
 		}
 	})
+}
+
+// Named watchlists: + names a new one in place, [ and ] switch, ?list=
+// opens one, F2 renames it, − deletes it on a second press; all of it is
+// kept in localStorage.
+func TestDashboardWatchlists(t *testing.T) {
+	s := newServer(t, stream.Config{})
+	s.ingest(1, "AAA", "BBB", "CCC")
+	p := newPage(t, s.base+"/?symbols=AAA,BBB")
+	waitLive(t, p)
+	tabs := func(p *page) (names []string, active string) {
+		var v struct {
+			Names  []string
+			Active string
+		}
+		p.eval(`({names: [...document.querySelectorAll('#lists button.tab:not(.new):not(.del)')].map((b) => b.textContent),
+			active: document.querySelector('#lists .tab[aria-pressed=true]')?.textContent ?? ''})`, &v)
+		return v.Names, v.Active
+	}
+	wantRows := func(p *page, what string, rows ...string) {
+		t.Helper()
+		waitFor(t, 5*time.Second, what, func() string {
+			if o := p.order(); !slices.Equal(o, rows) {
+				return fmt.Sprintf("rows %v, want %v", o, rows)
+			}
+			return ""
+		})
+	}
+	if names, active := tabs(p); !slices.Equal(names, []string{"Shared"}) || active != "Shared" {
+		t.Fatalf("tabs %v (active %q), want the shared list", names, active)
+	}
+	p.do(chromedp.Click(chromedp.CSS("#lists .tab.new")), chromedp.KeyEvent("Tech"+kb.Enter))
+	if names, active := tabs(p); !slices.Equal(names, []string{"Shared", "Tech"}) || active != "Tech" {
+		t.Fatalf("after + Tech: tabs %v (active %q)", names, active)
+	}
+	wantRows(p, "new list empty")
+	if p.text("#empty") == "" {
+		t.Error("an empty list shows no hint")
+	}
+	p.do(chromedp.KeyEvent("ccc" + kb.Enter)) // the add box has the focus
+	wantRows(p, "CCC in Tech", "CCC")
+	p.do(chromedp.KeyEvent(kb.Escape), chromedp.KeyEvent("["))
+	wantRows(p, "[ back to Shared", "AAA", "BBB")
+	p.do(chromedp.KeyEvent("]"))
+	wantRows(p, "] to Tech", "CCC")
+
+	p2 := newPage(t, s.base+"/?list=Tech")
+	waitLive(t, p2)
+	wantRows(p2, "?list=Tech", "CCC")
+	p2.eval(`document.querySelector('#lists .tab[aria-pressed=true]').focus(), true`, nil)
+	p2.do(chromedp.KeyEvent(kb.F2), chromedp.KeyEvent(strings.Repeat(kb.Backspace, 4)+"Growth"+kb.Enter))
+	if names, active := tabs(p2); !slices.Equal(names, []string{"Shared", "Growth"}) || active != "Growth" {
+		t.Fatalf("after F2 Growth: tabs %v (active %q)", names, active)
+	}
+	p2.do(chromedp.Click(chromedp.CSS("#lists .tab.del")))
+	if names, _ := tabs(p2); len(names) != 2 {
+		t.Fatalf("one press of − deleted the list: tabs %v", names)
+	}
+	p2.do(chromedp.Click(chromedp.CSS("#lists .tab.del")))
+	if names, active := tabs(p2); !slices.Equal(names, []string{"Shared"}) || active != "Shared" {
+		t.Fatalf("after deleting: tabs %v (active %q)", names, active)
+	}
+	wantRows(p2, "back on Shared", "AAA", "BBB")
+	var saved string
+	p2.eval(`localStorage.getItem('tickerd.watchlists.v1')`, &saved)
+	if saved != `{"active":"Shared","lists":[{"name":"Shared","symbols":["AAA","BBB"]}]}` {
+		t.Errorf("localStorage %s", saved)
+	}
 }

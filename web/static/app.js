@@ -227,6 +227,9 @@ class Dashboard {
     this.#tick(false);
   }
 
+  // tabs draws the watchlist tabs: click shows a list, double-click (or
+  // F2 on the tab) renames it in place, + names a new one in place, and −
+  // deletes the list shown on a second press.
   #tabs() {
     const nav = $('lists');
     const btns = this.lists.names().map((name) => {
@@ -235,12 +238,11 @@ class Dashboard {
       b.className = 'tab';
       b.textContent = name;
       b.setAttribute('aria-pressed', String(name === this.lists.activeName));
-      b.title = name === this.lists.activeName ? 'Double-click to rename' : `Show ${name}`;
+      b.title = name === this.lists.activeName ? 'Double-click or F2 to rename' : `Show ${name}`;
       b.addEventListener('click', () => this.lists.select(name));
-      b.addEventListener('dblclick', () => {
-        const n = prompt('Rename watchlist', name);
-        if (n) this.lists.rename(n);
-      });
+      const rename = () => this.#nameBox(b, name, (n) => this.lists.rename(n));
+      b.addEventListener('dblclick', rename);
+      b.addEventListener('keydown', (e) => e.key === 'F2' && rename());
       return b;
     });
     const add = document.createElement('button');
@@ -249,23 +251,63 @@ class Dashboard {
     add.textContent = '+';
     add.title = 'New watchlist';
     add.setAttribute('aria-label', 'New watchlist');
-    add.addEventListener('click', () => {
-      const n = prompt('Name of the new watchlist', 'List');
-      if (n !== null) {
+    add.addEventListener('click', () =>
+      this.#nameBox(add, '', (n) => {
         this.lists.create(n);
         $('add').focus();
-      }
-    });
+      }),
+    );
     const del = document.createElement('button');
     del.type = 'button';
     del.className = 'tab del';
     del.textContent = '−';
     del.title = `Delete watchlist ${this.lists.activeName}`;
     del.setAttribute('aria-label', del.title);
+    let armed = 0;
     del.addEventListener('click', () => {
-      if (confirm(`Delete watchlist ${this.lists.activeName}?`)) this.lists.delete();
+      if (armed) {
+        clearTimeout(armed);
+        this.lists.delete();
+        return;
+      }
+      del.textContent = `Delete ${this.lists.activeName}?`;
+      del.classList.add('armed');
+      armed = setTimeout(() => {
+        armed = 0;
+        del.textContent = '−';
+        del.classList.remove('armed');
+      }, 3000);
     });
     nav.replaceChildren(...btns, add, del);
+  }
+
+  // nameBox puts a text box in place of el; Enter calls done with the
+  // name, Escape or leaving it puts el back.
+  #nameBox(el, value, done) {
+    const box = document.createElement('input');
+    box.className = 'tab name';
+    box.value = value;
+    box.placeholder = 'Watchlist name';
+    box.setAttribute('aria-label', 'Watchlist name');
+    box.maxLength = 40;
+    let over = false;
+    const finish = (ok) => {
+      if (over) return;
+      over = true;
+      const n = box.value.trim();
+      box.replaceWith(el);
+      if (ok && n) done(n);
+      else el.focus();
+    };
+    box.addEventListener('keydown', (e) => {
+      e.stopPropagation();
+      if (e.key === 'Enter') finish(true);
+      if (e.key === 'Escape') finish(false);
+    });
+    box.addEventListener('blur', () => finish(false));
+    el.replaceWith(box);
+    box.focus();
+    box.select();
   }
 
   #state(s) {
