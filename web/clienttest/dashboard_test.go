@@ -901,3 +901,90 @@ func TestDashboardWatchlists(t *testing.T) {
 		t.Errorf("localStorage %s", saved)
 	}
 }
+
+// modulesJS runs the dashboard's pure modules in the page and returns a
+// list of failures: the autocomplete index, the bounded history, the
+// latency median, the watchlists' storage and the decimal formatting.
+const modulesJS = `(async () => {
+  const fails = [];
+  const check = (what, got, want) => {
+    if (JSON.stringify(got) !== JSON.stringify(want)) fails.push(what + ': got ' + JSON.stringify(got) + ', want ' + JSON.stringify(want));
+  };
+  const { SymbolIndex } = await import('/symbols.js');
+  const names = [];
+  for (let i = 0; i < 5000; i++) names.push('S' + String(i).padStart(4, '0'));
+  names.push('AAPL', 'AAL', 'XAAP', 'AAPL');
+  const idx = new SymbolIndex(names);
+  check('index size (deduplicated)', idx.size, 5003);
+  check('prefix first, then substring', idx.search('aap', 10), ['AAPL', 'XAAP']);
+  check('capped', idx.search('S1', 5), ['S1000', 'S1001', 'S1002', 'S1003', 'S1004']);
+  check('substring after prefix', idx.search('999', 3), ['S0999', 'S1999', 'S2999']);
+  check('has', [idx.has('AAL'), idx.has('AA')], [true, false]);
+
+  const { History, FINE_POINTS, COARSE_POINTS, MAX_TICKS } = await import('/history.js');
+  const h = new History();
+  const t0 = Date.UTC(2026, 0, 5, 14, 30);
+  for (let s = 0; s < 6 * 3600; s += 2) {
+    h.price(t0 + s * 1000, 100 + s / 1000);
+    h.tick(t0 + s * 1000, { bid: '1', ask: '2' }, ['bid']);
+  }
+  if (h.fine.times.length > FINE_POINTS + 64) fails.push('fine tier grew to ' + h.fine.times.length);
+  if (h.coarse.times.length > COARSE_POINTS + 64) fails.push('coarse tier grew to ' + h.coarse.times.length);
+  if (h.ticks.length > 2 * MAX_TICKS) fails.push('ticks grew to ' + h.ticks.length);
+  const sp = h.series(96);
+  if (sp.prices.length > 96 || sp.times.length !== sp.prices.length) fails.push('series of ' + sp.prices.length + ' points');
+  check('series ends at the last price', sp.prices[sp.prices.length - 1], 100 + (6 * 3600 - 2) / 1000);
+  check('series reaches back to the start', sp.times[0] <= t0 + 300000, true);
+  check('series in time order', sp.times.every((t, i) => i === 0 || t > sp.times[i - 1]), true);
+  check('recent ticks newest first', h.recent(2).map((x) => x.t), [t0 + (6 * 3600 - 2) * 1000, t0 + (6 * 3600 - 4) * 1000]);
+
+  const { Stats } = await import('/stats.js');
+  const st = new Stats();
+  for (let i = 1; i <= 99; i++) st.record(i);
+  st.record(undefined);
+  st.roll();
+  check('p50 of 1..99', st.p50(), 50);
+  check('rate counts every change', st.rate(1), 100);
+  for (let i = 0; i < 70; i++) { st.record(1000); st.roll(); }
+  check('p50 forgets after a minute', st.p50(), 1000);
+
+  const { Watchlists, STORAGE_KEY } = await import('/watchlists.js');
+  const mem = new Map();
+  const store = { getItem: (k) => mem.get(k) ?? null, setItem: (k, v) => mem.set(k, v) };
+  let w = new Watchlists(store);
+  check('empty at first', w.empty, true);
+  w.put('Main', ['aapl', 'MSFT', 'bad symbol!', 'MSFT']);
+  check('put normalizes', w.symbols(), ['AAPL', 'MSFT']);
+  check('add returns the new', w.add('msft', 'ibm', '', 'x y'), ['IBM']);
+  w.move('IBM', 0);
+  check('move', w.symbols(), ['IBM', 'AAPL', 'MSFT']);
+  w.remove('AAPL');
+  check('create picks a free name', w.create('Main'), 'Main 2');
+  w = new Watchlists(store);
+  check('reloaded', [w.names(), w.activeName, w.find('Main').symbols], [['Main', 'Main 2'], 'Main 2', ['IBM', 'MSFT']]);
+  mem.set(STORAGE_KEY, '{not json');
+  check('corrupt storage starts afresh', new Watchlists(store).empty, true);
+  const full = { getItem: () => null, setItem: () => { throw new Error('quota'); } };
+  const wf = new Watchlists(full);
+  wf.put('Main', ['AAPL']);
+  check('storage refusing writes', wf.symbols(), ['AAPL']);
+
+  const f = await import('/format.js');
+  check('fixed', [f.fixed('189.1'), f.fixed('189'), f.fixed('0.12345')], ['189.10', '189.00', '0.12345']);
+  check('grouped', [f.grouped('1234567'), f.grouped('-1234.5')], ['1,234,567', '-1,234.5']);
+  check('signed', [f.signed('0.5'), f.signed('-0.5'), f.signed('0.00')], ['+0.5', '-0.5', '0.00']);
+  check('cmp', [f.cmp('100.1', '100.09'), f.cmp('-1', '0'), f.cmp('2.50', '2.5'), f.cmp('99.99', '100')], [1, -1, 0, -1]);
+  return fails;
+})()`
+
+// The dashboard's modules hold their contracts: autocomplete order and
+// cap, bounded history, the latency median, watchlist storage, decimals.
+func TestDashboardModules(t *testing.T) {
+	s := newServer(t, stream.Config{})
+	p := newPage(t, s.base+"/?symbols=AAA")
+	var fails []string
+	p.evalAsync(modulesJS, 30*time.Second, &fails)
+	for _, f := range fails {
+		t.Error(f)
+	}
+}

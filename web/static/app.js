@@ -37,6 +37,8 @@ function askToken(message) {
   err.hidden = !message;
   $('token').value = '';
   document.body.classList.add('signed-out');
+  // Esc would close the modal with no key: the page has nothing to show.
+  dlg.oncancel = (e) => e.preventDefault();
   if (!dlg.open) dlg.showModal();
   return new Promise((resolve) => {
     $('login-form').addEventListener('submit', (e) => {
