@@ -500,3 +500,27 @@ func TestDashboardLoginAndDelayed(t *testing.T) {
 		t.Errorf("console problems:\n%s", strings.Join(probs, "\n"))
 	}
 }
+
+// A first visit to a server with no data yet says so, and fills the list
+// with the server's symbols once the feed brings some.
+func TestDashboardFirstVisitWaitsForData(t *testing.T) {
+	s := newServer(t, stream.Config{})
+	p := newPage(t, s.base+"/")
+	waitLive(t, p)
+	if note := p.text("#note"); !strings.Contains(note, "waiting for the feed") {
+		t.Errorf("note %q, want it to say the page waits for the feed", note)
+	}
+	s.ingest(1, "BBB", "AAA")
+	waitFor(t, 15*time.Second, "the list filled in", func() string {
+		if o := p.order(); !slices.Equal(o, []string{"AAA", "BBB"}) {
+			return fmt.Sprintf("rows %v", o)
+		}
+		return ""
+	})
+	waitFor(t, 10*time.Second, "quotes", func() string {
+		return shows(p.row("AAA"), s.snapshot([]string{"AAA"})["AAA"], "bid", "ask")
+	})
+	if note := p.text("#note"); note != "" {
+		t.Errorf("note %q left after the list filled in", note)
+	}
+}

@@ -96,6 +96,9 @@ class Dashboard {
     this.hz = new Map(); // symbol → the maxHz it is subscribed at
     this.rateTimer = 0;
     this.naive = params.get('paint') === 'naive';
+    this.pendingDefault = false; // a first visit waits for the server's symbols
+    this.waited = 0;
+    this.reauthing = false;
     this.grid = new Grid($('grid'), {
       visible: () => this.#scheduleRates(),
       open: (sym) => this.detail.open(sym),
@@ -127,8 +130,14 @@ class Dashboard {
       this.lists.select(params.get('list'));
     }
     if (this.lists.empty) {
-      if (!symbols) this.note('Cannot reach the server yet; the list fills in when it answers.');
-      this.lists.put('Main', (symbols ?? []).slice(0, DEFAULT_ROWS));
+      if (symbols?.length) {
+        this.lists.put('Main', symbols.slice(0, DEFAULT_ROWS));
+      } else {
+        // A first visit while the server is down or has no data yet: the
+        // list fills in with its first symbols once it has some.
+        this.pendingDefault = true;
+        this.note(symbols ? 'No symbols yet: waiting for the feed…' : 'Cannot reach the server yet; the list fills in when it answers.');
+      }
     }
     this.#wireAdd();
     this.#wireKeys();
@@ -174,12 +183,15 @@ class Dashboard {
   }
 
   async #reauth(message) {
+    if (this.reauthing) return;
+    this.reauthing = true;
     this.client?.close('signed out');
     sessionStorage.removeItem(TOKEN_KEY);
     const { token, symbols } = await signIn(message);
     this.token = token;
     $('logout').hidden = !token;
     if (symbols) this.index.set(symbols);
+    this.reauthing = false;
     this.#connect();
   }
 
@@ -333,6 +345,7 @@ class Dashboard {
   // tick updates the status bar once a second.
   #tick(roll = true) {
     if (roll) this.stats.roll();
+    if (roll && this.pendingDefault && ++this.waited % 5 === 0) this.#refreshIndex();
     const p50 = this.stats.p50();
     $('latency').textContent = `p50 ${Number.isNaN(p50) ? '—' : p50 < 10 ? p50.toFixed(1) : p50.toFixed(0)} ms`;
     $('rate').textContent = `${grouped(String(Math.round(this.stats.rate(3))))} upd/s`;
@@ -348,6 +361,11 @@ class Dashboard {
     try {
       const r = await api('v1/symbols', this.token);
       if (r.ok) this.index.set((await r.json()).symbols ?? []);
+      if (this.pendingDefault && this.index.size) {
+        this.pendingDefault = false;
+        this.note('');
+        if (this.lists.empty) this.lists.put('Main', this.index.list.slice(0, DEFAULT_ROWS));
+      }
     } catch {
       // Kept as it was; asked again on the next focus.
     }
