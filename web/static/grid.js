@@ -49,6 +49,7 @@ export class Grid {
     this.history = new Map(); // symbol → History, kept while listed
     this.lit = new Set(); // rows with a flash fading
     this.fadeTimer = 0;
+    this.sparkTimer = 0;
     let resizeTimer = 0;
     window.addEventListener('resize', () => {
       clearTimeout(resizeTimer);
@@ -176,7 +177,7 @@ export class Grid {
   flush(now = performance.now()) {
     this.frame = 0;
     this.stats.frames++;
-    let again = false;
+    let due = Infinity; // when the next held-back sparkline may be drawn
     const sparks = [];
     for (const row of this.dirty) {
       if (!row.sparkDirty) continue;
@@ -187,7 +188,7 @@ export class Grid {
         }
         sparks.push(row);
       } else {
-        again = true;
+        due = Math.min(due, row.sparkAt + SPARK_EVERY);
       }
     }
     this.now = now;
@@ -203,7 +204,13 @@ export class Grid {
     }
     if (this.lit.size) this.#fade(now);
     this.onFrame?.();
-    if (again) this.#schedule();
+    if (due < Infinity && !this.sparkTimer) {
+      // A timer, not a frame loop: a quiet feed leaves the page idle.
+      this.sparkTimer = setTimeout(() => {
+        this.sparkTimer = 0;
+        this.#schedule();
+      }, due - now);
+    }
   }
 
   // resized forgets the sparklines' cached sizes (the layout changed).
