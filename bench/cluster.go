@@ -232,8 +232,14 @@ func CrossCheck(ctx context.Context, urls []string, syms []string, window time.D
 			}
 			return false
 		})
+		// A few symbols left are the busiest: look again soon, so that
+		// the nodes are caught between two of their updates.
+		pause := 100 * time.Millisecond
+		if len(pending) <= snapChunk {
+			pause = 10 * time.Millisecond
+		}
 		if len(pending) == 0 || c.SnapshotErrors > 0 || time.Now().After(deadline) ||
-			!sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
+			!sleepUntil(ctx, time.Now().Add(pause)) {
 			break
 		}
 	}

@@ -177,6 +177,9 @@ func TestHold50kOrchestration(t *testing.T) {
 	if rep.Name != "hold-50k" || rep.Conns != 30 || c.Connected != 30 || c.Failed != 0 || len(c.URLs) != 3 {
 		t.Errorf("report %s: %d conns, %d connected, %d failed, urls %q", rep.Name, rep.Conns, c.Connected, c.Failed, c.URLs)
 	}
+	if c.LatencySteady == nil || c.LatencySteady.Count() == 0 || c.LatencySteady.Count() > c.Latency.Count() {
+		t.Errorf("steady latency %v of %d updates", c.LatencySteady, c.Latency.Count())
+	}
 	if c.Check == nil || c.Check.Pairs != 30*20 || !c.Check.OK() {
 		t.Errorf("per-node convergence: %+v", c.Check)
 	}
