@@ -118,6 +118,7 @@ type Node struct {
 	msgs chan delivery // bounded: the consumer blocks (and NATS reports a slow consumer) when full
 
 	reconnects atomic.Uint64 // bumped by the reconnect handler
+	closing    atomic.Bool
 	connected  atomic.Bool
 	synced     atomic.Bool
 	leader     atomic.Bool
@@ -170,7 +171,9 @@ func Start(cfg Config) (*Node, error) {
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			n.connected.Store(false)
-			n.log.Warn("NATS connection lost; serving last values", "err", err)
+			if !n.closing.Load() {
+				n.log.Warn("NATS connection lost; serving last values", "err", err)
+			}
 			n.poke()
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
@@ -413,6 +416,7 @@ func (n *Node) Status() Status {
 // NATS connection, flushing what was published. Safe to call twice.
 func (n *Node) Close() {
 	n.closed.Do(func() {
+		n.closing.Store(true)
 		n.cancel()
 		n.wg.Wait()
 		_ = n.nc.FlushTimeout(2 * time.Second)
