@@ -379,14 +379,25 @@ func (a *applier) fold(sym string, st *symState, u *feed.Update, seq uint64) {
 	a.serve(sym, st, changed)
 }
 
-// bump moves sym's seq to at least to, without changing a value: how a
-// node that showed a local stale mark gets the cluster past its seq.
+// bump moves sym's seq to at least to and makes sure the record has a
+// status (trading when it had none), as one change: how a node that showed
+// a local stale mark gets every node past that mark's seq. Every node
+// applies it the same way, so seq stays identical.
 func (a *applier) bump(sym string, st *symState, to, seq uint64) {
 	st.stream = seq
-	if to <= st.seq {
+	added := !st.set.Has(feed.Status)
+	if added {
+		st.values[feed.Status] = feed.StatusValue(feed.StatusTrading)
+		st.set = st.set.With(feed.Status)
+	}
+	switch {
+	case to > st.seq:
+		st.seq = to
+	case added:
+		st.seq++
+	default:
 		return
 	}
-	st.seq = to
 	a.markDirty(sym, st)
 	a.serve(sym, st, 0)
 }
@@ -421,7 +432,9 @@ func (a *applier) serve(sym string, st *symState, changed feed.FieldSet) {
 	}
 	a.out = feed.Update{Symbol: sym, TS: st.ts, Set: st.set, Values: st.values}
 	a.cache.ApplySeq(&a.out, st.seq)
-	if st.overlay {
+	// The overlay's status is replaced only by a record with a status;
+	// otherwise a bump will add one.
+	if st.overlay && st.set.Has(feed.Status) {
 		st.overlay = false
 		delete(a.overlays, sym)
 	}
@@ -481,7 +494,7 @@ func (a *applier) unstale(now time.Time) {
 		if e := a.cache.Get(sym); e != nil {
 			served = e.Seq()
 		}
-		if st.seq > served {
+		if st.seq > served && st.set.Has(feed.Status) {
 			a.serve(sym, st, 0)
 			continue
 		}
