@@ -1,0 +1,164 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"tickerd/internal/streamtest"
+)
+
+// statusOf reads sym's status on n.
+func statusOf(n *node, sym string) (string, uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	snap, err := streamtest.Snapshot(ctx, n.base, sym)
+	if err != nil {
+		return "", 0, err
+	}
+	return snap[sym].Fields["status"], snap[sym].Seq, nil
+}
+
+// The NATS server goes away mid-feed: every node keeps serving, marked
+// stale; it comes back on the same port and store: every node resyncs,
+// stale is gone, seqs are identical and none went backwards.
+func TestNATSRestartResync(t *testing.T) {
+	dir := t.TempDir()
+	ns := startNATS(t, "127.0.0.1:0", dir)
+	addr := ns.Addr()
+	url := ns.ClientURL()
+	a := startNode(t, "a", url, false)
+	b := startNode(t, "b", url, false)
+	c := startNode(t, "c", url, false)
+	conns := dialAll(t, streamtest.WS, a, b, c)
+	publish(t, a.cl, symbols, 0, 20)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 20}, a, b, c)
+
+	// A feed keeps publishing through the outage (buffered by nats.go).
+	ctx, stopFeed := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for r := 20; ctx.Err() == nil && r < 2000; r++ {
+			for i, s := range symbols[:2] {
+				a.cl.Apply(quote(s, fmt.Sprintf("%d.%02d", 200+i, r%100), fmt.Sprintf("%d.%03d", 201+i, r%1000)))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	ns.Shutdown()
+
+	for _, n := range []*node{a, b, c} {
+		streamtest.WaitFor(t, 5*time.Second, n.name+" marks its symbols stale", func() error {
+			st, _, err := statusOf(n, "X-1")
+			if err != nil {
+				return err
+			}
+			if st != "stale" {
+				return fmt.Errorf("X-1 status %q", st)
+			}
+			return nil
+		})
+	}
+	seqBefore := map[string]uint64{}
+	for _, n := range []*node{a, b, c} {
+		_, seq, _ := statusOf(n, "AAPL")
+		seqBefore[n.name] = seq
+	}
+
+	// Back on the same address and store.
+	waitPortFree(t, addr)
+	startNATS(t, addr, dir)
+	time.Sleep(300 * time.Millisecond)
+	stopFeed()
+	wg.Wait()
+	publish(t, b.cl, symbols[2:], 900, 1) // a change after the outage, from another node
+
+	want := sameEverywhere(t, 20*time.Second, nil, a, b, c)
+	streamtest.WaitFor(t, 10*time.Second, "stale cleared everywhere", func() error {
+		want = sameEverywhere(t, 10*time.Second, nil, a, b, c)
+		for s, v := range want {
+			if v.Fields["status"] == "stale" {
+				return fmt.Errorf("%s still stale (seq %d)", s, v.Seq)
+			}
+		}
+		return nil
+	})
+	for _, n := range []*node{a, b, c} {
+		if _, seq, _ := statusOf(n, "AAPL"); seq < seqBefore[n.name] {
+			t.Errorf("%s: AAPL seq went back from %d to %d", n.name, seqBefore[n.name], seq)
+		}
+	}
+	clientsConverge(t, 10*time.Second, want, conns...)
+}
+
+// waitPortFree waits until addr can be listened on again.
+func waitPortFree(t testing.TB, addr string) {
+	t.Helper()
+	streamtest.WaitFor(t, 10*time.Second, addr+" free", func() error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		return ln.Close()
+	})
+}
+
+// A node dies: its clients move to another node, converge, and see no
+// seq go back.
+func TestNodeDiesClientsMove(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0", t.TempDir())
+	a := startNode(t, "a", ns.ClientURL(), false)
+	b := startNode(t, "b", ns.ClientURL(), false)
+	conns := dialAll(t, streamtest.SSE, b)
+	publish(t, a.cl, symbols, 0, 10)
+	want := sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 10}, a, b)
+	clientsConverge(t, 10*time.Second, want, conns...)
+	before := conns[0].View()
+
+	b.stop()
+	<-conns[0].Done()
+	publish(t, a.cl, symbols, 10, 5)
+	moved := dialAll(t, streamtest.SSE, a)
+	want = sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 15}, a)
+	clientsConverge(t, 10*time.Second, want, moved...)
+	for s, v := range moved[0].View() {
+		if v.Seq < before[s].Seq {
+			t.Errorf("%s: seq back from %d to %d", s, before[s].Seq, v.Seq)
+		}
+	}
+}
+
+// An Interest node consumes only what its clients watch, fetching the
+// snapshot on first watch, with the same seqs as a full node.
+func TestInterest(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0", t.TempDir())
+	full := startNode(t, "full", ns.ClientURL(), false)
+	publish(t, full.cl, symbols, 0, 10)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 10}, full)
+	time.Sleep(500 * time.Millisecond) // a snapshot round
+
+	in := startNode(t, "interest", ns.ClientURL(), true)
+	if got := in.cache.Symbols(); len(got) != 0 {
+		t.Fatalf("interest node holds %v before any client", got)
+	}
+	conns := dialAll(t, streamtest.WS, in) // watches every symbol
+	want := sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 10}, full, in)
+	clientsConverge(t, 10*time.Second, want, conns...)
+	publish(t, full.cl, symbols, 10, 3)
+	want = sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 13}, full, in)
+	clientsConverge(t, 10*time.Second, want, conns...)
+
+	// A symbol nobody watches there is not consumed there.
+	publish(t, full.cl, []string{"ONLY.FULL"}, 0, 2)
+	publish(t, full.cl, symbols[:1], 13, 1)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 14}, full, in)
+	if e := in.cache.Get("ONLY.FULL"); e != nil && e.Seq() > 0 {
+		t.Errorf("interest node consumed ONLY.FULL, which nobody watches")
+	}
+}
