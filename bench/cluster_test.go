@@ -2,6 +2,10 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -209,5 +213,25 @@ func TestHold50kOrchestration(t *testing.T) {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, text.String())
 		}
+	}
+}
+
+func TestScrapeMetrics(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "# HELP tickerd_cluster_lag_messages Stream messages pending.\n"+
+			"# TYPE tickerd_cluster_lag_messages gauge\n"+
+			"tickerd_cluster_lag_messages 1234\n"+
+			"tickerd_cluster_applied_total 5.5e+06\n"+
+			"tickerd_cluster_resyncs_total{reason=\"gap\"} 2\n"+
+			"tickerd_sessions 7\n")
+	}))
+	defer srv.Close()
+	got := scrapeMetrics(context.Background(), srv.URL, clusterMetrics)
+	want := map[string]float64{"tickerd_cluster_lag_messages": 1234, "tickerd_cluster_applied_total": 5.5e6}
+	if !maps.Equal(got, want) {
+		t.Errorf("scraped %v, want %v", got, want)
+	}
+	if got := scrapeMetrics(context.Background(), "http://127.0.0.1:1", clusterMetrics); got != nil {
+		t.Errorf("no server: %v", got)
 	}
 }

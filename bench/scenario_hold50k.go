@@ -1,8 +1,13 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -19,6 +24,19 @@ type NodeStats struct {
 	Args     []string `json:"args"`
 	Sessions int      `json:"sessions"` // sessions sent to this node (session i goes to node i mod nodes)
 	ServerStats
+	// Metrics holds the node's clusterMetrics (GET /metrics) at the end
+	// of the steady window; absent ones are left out.
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// clusterMetrics are the tickerd metrics a cluster scenario records per
+// node: how far its NATS consumer is behind, and what went through it.
+var clusterMetrics = []string{
+	"tickerd_cluster_lag_messages",
+	"tickerd_cluster_published_total",
+	"tickerd_cluster_applied_total",
+	"tickerd_cluster_slow_consumer_total",
+	"tickerd_cluster_synced",
 }
 
 // clusterArgs returns the flags of node i of a scenario's cluster; tests
@@ -160,6 +178,9 @@ func (sc *ScenarioConfig) measureCluster(ctx context.Context, cl *Cluster, rep *
 				return
 			}
 		}
+		for i, s := range cl.Nodes {
+			rep.Nodes[i].Metrics = scrapeMetrics(ctx, s.URL, clusterMetrics)
+		}
 	}
 	client, err := sc.runClient(ctx, cfg)
 	if client == nil {
@@ -199,6 +220,35 @@ func (sc *ScenarioConfig) measureCluster(ctx context.Context, cl *Cluster, rep *
 		tot.RSSPerSessionKiB = float64(tot.RSSLoaded-tot.RSSBaseline) / float64(client.Connected) / 1024
 	}
 	return nil
+}
+
+// scrapeMetrics returns the values of the unlabelled metrics names in GET
+// base/metrics; nil if it cannot be read.
+func scrapeMetrics(ctx context.Context, base string, names []string) map[string]float64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !slices.Contains(names, name) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 // sessionsOn returns how many of conns sessions spread round-robin over n
@@ -243,6 +293,13 @@ func (r *ScenarioReport) writeNodes(tw *tabwriter.Writer) {
 	for i, nd := range r.Nodes {
 		fmt.Fprintf(tw, "node %d\t%s  %d sessions  rss baseline %s, with sessions %s: %.2f KiB per session  cpu %.2f cores  threads %d  fds %d\n",
 			i+1, nd.URL, nd.Sessions, byteSize(nd.RSSBaseline), byteSize(nd.RSSLoaded), nd.RSSPerSessionKiB, nd.CPUCores, nd.Threads, nd.FDs)
+		if len(nd.Metrics) > 0 {
+			var m []string
+			for _, k := range slices.Sorted(maps.Keys(nd.Metrics)) {
+				m = append(m, fmt.Sprintf("%s=%g", strings.TrimPrefix(k, "tickerd_cluster_"), nd.Metrics[k]))
+			}
+			fmt.Fprintf(tw, "\tcluster metrics at the window's end: %s\n", strings.Join(m, " "))
+		}
 	}
 	if c := r.Cluster; c != nil {
 		verdict := "agreed"
