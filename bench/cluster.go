@@ -227,7 +227,7 @@ func CrossCheck(ctx context.Context, urls []string, syms []string, window time.D
 				return true
 			case diverged:
 				c.Diverged++
-				c.example("%s: %s", s, describe(seen[s]))
+				c.example("%s: %s", s, conflict(seen[s]))
 				return true
 			}
 			return false
@@ -304,6 +304,29 @@ func agree(byNode []map[int64][feed.NumFields]string) verdict {
 		return agreed
 	}
 	return undecided
+}
+
+// conflict describes the first seq two nodes showed with other values:
+// the fields that differ.
+func conflict(byNode []map[int64][feed.NumFields]string) string {
+	for i, mi := range byNode {
+		for _, seq := range slices.Sorted(maps.Keys(mi)) {
+			for j := i + 1; j < len(byNode); j++ {
+				vj, ok := byNode[j][seq]
+				if !ok || vj == mi[seq] {
+					continue
+				}
+				var diff []string
+				for f := range feed.NumFields {
+					if mi[seq][f] != vj[f] {
+						diff = append(diff, fmt.Sprintf("%s %q vs %q", f, mi[seq][f], vj[f]))
+					}
+				}
+				return fmt.Sprintf("seq %d on node %d vs node %d: %s", seq, i+1, j+1, strings.Join(diff, ", "))
+			}
+		}
+	}
+	return describe(byNode)
 }
 
 // describe lists the seqs each node was seen at.

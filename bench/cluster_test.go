@@ -129,6 +129,9 @@ func TestCrossCheck(t *testing.T) {
 			if !tt.ok && len(c.Examples) == 0 {
 				t.Error("a failed check without examples")
 			}
+			if tt.diverged > 0 && !strings.Contains(c.Examples[0], `ask "2" vs "3"`) {
+				t.Errorf("divergence example %q does not name the field", c.Examples[0])
+			}
 		})
 	}
 }
