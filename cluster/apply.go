@@ -503,7 +503,7 @@ func (a *applier) unstale(now time.Time) {
 		}
 		msg := nats.NewMsg(Subject(sym))
 		msg.Header.Set(bumpHeader, strconv.FormatUint(served+1, 10))
-		if err := a.n.nc.PublishMsg(msg); err != nil {
+		if _, err := a.n.js.PublishMsgAsync(msg, jetstream.WithStallWait(50*time.Millisecond)); err != nil {
 			return
 		}
 		st.bumpAt = now
