@@ -315,7 +315,7 @@ func (n *Node) poke() {
 // (the update comes back through the stream, like everyone else's). The
 // ingest time is stamped here when u.TS is zero, so that every node shows
 // the same ts. Publishes are acknowledged by the stream: with maxInFlight
-// unacknowledged, Apply waits for one (up to 200ms), which slows the feed
+// unacknowledged, Apply waits for one (up to stallWait), which slows the feed
 // rather than losing updates. While NATS is unreachable updates are
 // dropped at once and counted (tickerd_cluster_publish_errors_total): the
 // node shows stale values then, and feeds send fresh ones after. It
@@ -334,7 +334,7 @@ func (n *Node) Apply(u *feed.Update) bool {
 	}
 	// The buffer is the library's until acknowledged: one per update.
 	b := appendUpdate(make([]byte, 0, 64+24*u.Set.Len()), u, ts)
-	if _, err := n.js.PublishMsgAsync(&nats.Msg{Subject: Subject(u.Symbol), Data: b}); err != nil {
+	if _, err := n.js.PublishMsgAsync(&nats.Msg{Subject: Subject(u.Symbol), Data: b}, jetstream.WithStallWait(stallWait)); err != nil {
 		n.m.publishErrors.Inc()
 		n.logPublishError(Subject(u.Symbol), err)
 		return false
@@ -343,8 +343,12 @@ func (n *Node) Apply(u *feed.Update) bool {
 	return true
 }
 
-// maxInFlight bounds the publishes awaiting the stream's acknowledgement.
-const maxInFlight = 4096
+// maxInFlight bounds the publishes awaiting the stream's acknowledgement;
+// stallWait is how long Apply waits for room before it drops an update.
+const (
+	maxInFlight = 4096
+	stallWait   = time.Second
+)
 
 // logPublishError logs a failed publish, at most once a second.
 func (n *Node) logPublishError(subject string, err error) {
