@@ -161,7 +161,11 @@ func (a *applier) setUnsynced() {
 }
 
 func (a *applier) housekeeping(now time.Time) {
-	if !a.unsynced.IsZero() && !a.staled && now.Sub(a.unsynced) >= a.n.cfg.StaleAfter {
+	// Stale only when cut off (NATS unreachable, or resyncs failing): a
+	// node that is merely catching up still shows the cluster's values,
+	// and a mark would cost every node a seq.
+	cutOff := !a.n.connected.Load() || (a.needSync && a.attempts > 0)
+	if cutOff && !a.unsynced.IsZero() && !a.staled && now.Sub(a.unsynced) >= a.n.cfg.StaleAfter {
 		a.markStale()
 	}
 	if a.n.synced.Load() && len(a.overlays) > 0 && a.n.connected.Load() {
