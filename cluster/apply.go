@@ -70,6 +70,11 @@ func newApplier(n *Node) *applier {
 	}
 }
 
+// pullBatch is how many messages the consumer asks for at a time: large
+// batches keep a node up with a fast feed without a round trip per few
+// hundred messages. It bounds what the library buffers.
+const pullBatch = 4096
+
 // tick is the applier's housekeeping period.
 const tick = 100 * time.Millisecond
 
@@ -156,7 +161,11 @@ func (a *applier) setUnsynced() {
 }
 
 func (a *applier) housekeeping(now time.Time) {
-	if !a.unsynced.IsZero() && !a.staled && now.Sub(a.unsynced) >= a.n.cfg.StaleAfter {
+	// Stale only when cut off (NATS unreachable, or resyncs failing): a
+	// node that is merely catching up still shows the cluster's values,
+	// and a mark would cost every node a seq.
+	cutOff := !a.n.connected.Load() || (a.needSync && a.attempts > 0)
+	if cutOff && !a.unsynced.IsZero() && !a.staled && now.Sub(a.unsynced) >= a.n.cfg.StaleAfter {
 		a.markStale()
 	}
 	if a.n.synced.Load() && len(a.overlays) > 0 && a.n.connected.Load() {
@@ -272,7 +281,7 @@ func (a *applier) startConsumer(ctx context.Context, start uint64) (bool, error)
 		case msgs <- delivery{msg: m, gen: gen}:
 		case <-stop:
 		}
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(pullBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		a.n.log.Debug("cluster consumer", "err", err)
 	}))
 	if err != nil {
@@ -503,7 +512,7 @@ func (a *applier) unstale(now time.Time) {
 		}
 		msg := nats.NewMsg(Subject(sym))
 		msg.Header.Set(bumpHeader, strconv.FormatUint(served+1, 10))
-		if err := a.n.nc.PublishMsg(msg); err != nil {
+		if _, err := a.n.js.PublishMsgAsync(msg, jetstream.WithStallWait(50*time.Millisecond)); err != nil {
 			return
 		}
 		st.bumpAt = now

@@ -74,7 +74,15 @@ func TestNATSRestartResync(t *testing.T) {
 	// Back on the same address and store.
 	waitPortFree(t, addr)
 	startNATS(t, addr, dir)
-	time.Sleep(300 * time.Millisecond)
+	for _, n := range []*node{a, b, c} {
+		streamtest.WaitFor(t, 10*time.Second, n.name+" reconnects", func() error {
+			if !n.cl.Status().Connected {
+				return fmt.Errorf("not connected")
+			}
+			return nil
+		})
+	}
+	time.Sleep(100 * time.Millisecond)
 	stopFeed()
 	wg.Wait()
 	publish(t, b.cl, symbols[2:], 900, 1) // a change after the outage, from another node

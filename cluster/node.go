@@ -119,6 +119,7 @@ type Node struct {
 
 	reconnects atomic.Uint64 // bumped by the reconnect handler
 	closing    atomic.Bool
+	lastPubErr atomic.Int64 // unix ns of the last publish error logged
 	connected  atomic.Bool
 	synced     atomic.Bool
 	leader     atomic.Bool
@@ -200,7 +201,17 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.nc = nc
 	n.connected.Store(true)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc,
+		// Acknowledged publishes: the stream's ingest queue drops what it
+		// cannot take from plain publishes, silently. At most this many are
+		// in flight; past it Apply waits (back-pressure on the feed).
+		jetstream.WithPublishAsyncMaxPending(maxInFlight),
+		jetstream.WithPublishAsyncTimeout(10*time.Second),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			n.m.publishErrors.Inc()
+			n.logPublishError(m.Subject, err)
+		}),
+	)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -303,35 +314,62 @@ func (n *Node) poke() {
 // Apply publishes u to the cluster; it does not touch the local cache
 // (the update comes back through the stream, like everyone else's). The
 // ingest time is stamped here when u.TS is zero, so that every node shows
-// the same ts. It reports whether the update was handed to NATS: while
-// NATS is unreachable updates are buffered up to
-// Config.ReconnectBufBytes, then dropped and counted.
+// the same ts. Publishes are acknowledged by the stream: with maxInFlight
+// unacknowledged, Apply waits for one (up to stallWait), which slows the feed
+// rather than losing updates. While NATS is unreachable updates are
+// dropped at once and counted (tickerd_cluster_publish_errors_total): the
+// node shows stale values then, and feeds send fresh ones after. It
+// reports whether the update was handed to NATS.
 func (n *Node) Apply(u *feed.Update) bool {
 	if u.Set == 0 || !feed.ValidSymbol(u.Symbol) {
+		return false
+	}
+	if !n.nc.IsConnected() {
+		n.m.publishErrors.Inc()
 		return false
 	}
 	ts := u.TS
 	if ts == 0 {
 		ts = time.Now().UnixMicro()
 	}
-	bp := pubBufs.Get().(*[]byte)
-	b := appendUpdate((*bp)[:0], u, ts)
-	err := n.nc.Publish(Subject(u.Symbol), b)
-	*bp = b
-	pubBufs.Put(bp)
-	if err != nil {
+	// The buffer is the library's until acknowledged: one per update.
+	b := appendUpdate(make([]byte, 0, 64+24*u.Set.Len()), u, ts)
+	if _, err := n.js.PublishMsgAsync(&nats.Msg{Subject: Subject(u.Symbol), Data: b}, jetstream.WithStallWait(stallWait)); err != nil {
 		n.m.publishErrors.Inc()
+		n.logPublishError(Subject(u.Symbol), err)
 		return false
 	}
 	n.m.published.Inc()
 	return true
 }
 
-// Flush waits until everything published so far has reached the NATS
-// server (not yet the stream's consumers), or ctx ends.
-func (n *Node) Flush(ctx context.Context) error { return n.nc.FlushWithContext(ctx) }
+// maxInFlight bounds the publishes awaiting the stream's acknowledgement;
+// stallWait is how long Apply waits for room before it drops an update.
+const (
+	maxInFlight = 4096
+	stallWait   = time.Second
+)
 
-var pubBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// logPublishError logs a failed publish, at most once a second.
+func (n *Node) logPublishError(subject string, err error) {
+	now := time.Now().UnixNano()
+	last := n.lastPubErr.Load()
+	if now-last < int64(time.Second) || !n.lastPubErr.CompareAndSwap(last, now) {
+		return
+	}
+	n.log.Warn("cluster publish failed (counted in tickerd_cluster_publish_errors_total; further ones this second not logged)", "subject", subject, "err", err)
+}
+
+// Flush waits until everything published so far is stored in the stream
+// (acknowledged), or ctx ends.
+func (n *Node) Flush(ctx context.Context) error {
+	select {
+	case <-n.js.PublishAsyncComplete():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Source is the cache as the stream server should read it. In Interest
 // mode, watching a symbol subscribes this node to it and fetches its
@@ -419,7 +457,9 @@ func (n *Node) Close() {
 		n.closing.Store(true)
 		n.cancel()
 		n.wg.Wait()
-		_ = n.nc.FlushTimeout(2 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = n.Flush(ctx) // what the feeds published last
+		cancel()
 		n.nc.Close()
 	})
 }
