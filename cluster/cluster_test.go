@@ -63,12 +63,19 @@ type node struct {
 
 func startNode(t testing.TB, name, natsURL string, interest bool) *node {
 	t.Helper()
+	return startNodeWith(t, name, cluster.Config{URL: natsURL, Interest: interest})
+}
+
+// startNodeWith starts a node with cfg plus the tests' name, cache, quick
+// timings and logger.
+func startNodeWith(t testing.TB, name string, cfg cluster.Config) *node {
+	t.Helper()
 	n := &node{name: name, cache: conflate.New()}
-	cl, err := cluster.Start(cluster.Config{
-		URL: natsURL, Cache: n.cache, Interest: interest, Name: name,
-		StaleAfter: 300 * time.Millisecond, SnapshotEvery: 200 * time.Millisecond,
-		Registerer: prometheus.NewRegistry(), Log: testLog().With("test_node", name),
-	})
+	interest := cfg.Interest
+	cfg.Cache, cfg.Name = n.cache, name
+	cfg.StaleAfter, cfg.SnapshotEvery = 300*time.Millisecond, 200*time.Millisecond
+	cfg.Registerer, cfg.Log = prometheus.NewRegistry(), testLog().With("test_node", name)
+	cl, err := cluster.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
