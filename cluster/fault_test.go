@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"tickerd/cluster"
 	"tickerd/internal/streamtest"
 )
@@ -232,4 +235,45 @@ func freePort(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// The stream no longer holds the start of history (max age, max bytes:
+// here a purge): a node joining then gets every symbol from the snapshot
+// bucket alone, with the same seqs.
+func TestLateJoinerAfterStreamPurge(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0", t.TempDir())
+	a := startNode(t, "a", ns.ClientURL(), false)
+	publish(t, a.cl, symbols, 0, 25)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 25}, a)
+	streamtest.WaitFor(t, 10*time.Second, "a snapshot written", func() error {
+		if !a.cl.Status().Leader {
+			return fmt.Errorf("no writer yet")
+		}
+		return nil
+	})
+	time.Sleep(600 * time.Millisecond) // a write round after election
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, cluster.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	b := startNode(t, "b", ns.ClientURL(), false)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 25, "X-1": 25}, a, b)
+	publish(t, a.cl, symbols, 25, 2)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 27, "X-1": 27}, a, b)
 }
