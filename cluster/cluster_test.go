@@ -63,12 +63,19 @@ type node struct {
 
 func startNode(t testing.TB, name, natsURL string, interest bool) *node {
 	t.Helper()
+	return startNodeWith(t, name, cluster.Config{URL: natsURL, Interest: interest})
+}
+
+// startNodeWith starts a node with cfg plus the tests' name, cache, quick
+// timings and logger.
+func startNodeWith(t testing.TB, name string, cfg cluster.Config) *node {
+	t.Helper()
 	n := &node{name: name, cache: conflate.New()}
-	cl, err := cluster.Start(cluster.Config{
-		URL: natsURL, Cache: n.cache, Interest: interest, Name: name,
-		StaleAfter: 300 * time.Millisecond, SnapshotEvery: 200 * time.Millisecond,
-		Registerer: prometheus.NewRegistry(), Log: testLog().With("test_node", name),
-	})
+	interest := cfg.Interest
+	cfg.Cache, cfg.Name = n.cache, name
+	cfg.StaleAfter, cfg.SnapshotEvery = 300*time.Millisecond, 200*time.Millisecond
+	cfg.Registerer, cfg.Log = prometheus.NewRegistry(), testLog().With("test_node", name)
+	cl, err := cluster.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,4 +270,57 @@ func TestLateJoinerGetsSnapshot(t *testing.T) {
 	publish(t, b.cl, symbols, 30, 5)
 	want := sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 35, "X-1": 35}, a, b, c)
 	clientsConverge(t, 10*time.Second, want, conns...)
+}
+
+// Three nodes ingest the same symbols at once: the stream orders them,
+// and every node ends with the same records and the same seqs.
+func TestConcurrentIngestSameSeqEverywhere(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0", t.TempDir())
+	nodes := []*node{
+		startNode(t, "a", ns.ClientURL(), false),
+		startNode(t, "b", ns.ClientURL(), false),
+		startNode(t, "c", ns.ClientURL(), false),
+	}
+	done := make(chan struct{})
+	for i, n := range nodes {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for r := 0; r < 200; r++ {
+				for j, s := range symbols {
+					// Values collide across nodes now and then; the
+					// stream's order decides which updates change a value.
+					n.cl.Apply(quote(s, fmt.Sprintf("%d.%d", 100+j, (r*(i+1))%7), fmt.Sprintf("%d.%d", 101+j, r%5)))
+				}
+			}
+		}()
+	}
+	for range nodes {
+		<-done
+	}
+	for _, n := range nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.cl.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	// Quiet: wait until every node has consumed the whole stream.
+	streamtest.WaitFor(t, 15*time.Second, "every node consumed the stream", func() error {
+		for _, n := range nodes {
+			st := n.cl.Status()
+			if st.Applied < 3*200*uint64(len(symbols)) {
+				return fmt.Errorf("%s applied %d", n.name, st.Applied)
+			}
+		}
+		return nil
+	})
+	want := sameEverywhere(t, 10*time.Second, nil, nodes...)
+	for s, v := range want {
+		if v.Seq == 0 || v.Seq > 3*200 {
+			t.Errorf("%s: seq %d, want 1..600 (one per changing update)", s, v.Seq)
+		}
+	}
+	// A node that joins now computes nothing itself: it must agree too.
+	late := startNode(t, "late", ns.ClientURL(), false)
+	sameEverywhere(t, 10*time.Second, nil, append(nodes, late)...)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -20,6 +21,17 @@ type EmbeddedConfig struct {
 	// StoreDir holds JetStream's files. Empty: a new temporary directory,
 	// removed by Shutdown.
 	StoreDir string
+	// ClusterListen is the route address (host:port) on which this server
+	// meets the other embedded servers of a NATS cluster, so that the
+	// stream survives the loss of one of them (three servers and
+	// Config.Replicas 3). Empty: a standalone server.
+	ClusterListen string
+	// Routes are the route URLs (nats://host:port) of the cluster's
+	// servers; this server's own may be among them.
+	Routes []string
+	// Name names the server, unique in its NATS cluster. Default derived
+	// from Listen.
+	Name string
 	// Log receives the server's notices and errors; nil discards them.
 	Log *slog.Logger
 }
@@ -70,6 +82,19 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		StoreDir:  dir,
 		NoSigs:    true,
 	}
+	if cfg.ClusterListen != "" {
+		chost, cport, err := splitPort(cfg.ClusterListen)
+		if err != nil {
+			e.cleanup()
+			return nil, fmt.Errorf("cluster: -nats-cluster-listen %q: %w", cfg.ClusterListen, err)
+		}
+		opts.Cluster = server.ClusterOpts{Name: "tickerd", Host: chost, Port: cport}
+		opts.Routes = server.RoutesFromStr(strings.Join(cfg.Routes, ","))
+		opts.ServerName = cfg.Name
+		if opts.ServerName == "" {
+			opts.ServerName = "tickerd-" + strings.NewReplacer(":", "-", ".", "-").Replace(cfg.ClusterListen)
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		e.cleanup()
@@ -85,6 +110,19 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("cluster: embedded NATS on %s did not start within 10s", cfg.Listen)
 	}
 	return e, nil
+}
+
+// splitPort splits host:port into a host and a port for server.Options.
+func splitPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	return host, port, nil
 }
 
 // ClientURL is the nats:// URL that clients of this server dial.

@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"tickerd/cluster"
 	"tickerd/internal/streamtest"
 )
 
@@ -169,4 +173,107 @@ func TestInterest(t *testing.T) {
 	if e := in.cache.Get("ONLY.FULL"); e != nil && e.Seq() > 0 {
 		t.Errorf("interest node consumed ONLY.FULL, which nobody watches")
 	}
+}
+
+// Three embedded NATS servers form one NATS cluster, each in its node's
+// process, with the stream replicated three times: losing one node and its
+// server leaves the others current, never stale (no single point of
+// failure, no other software).
+func TestEmbeddedNATSClusterSurvivesANode(t *testing.T) {
+	var client, routes []string
+	for i := 0; i < 3; i++ {
+		client = append(client, freePort(t))
+		routes = append(routes, freePort(t))
+	}
+	var routeURLs []string
+	for _, r := range routes {
+		routeURLs = append(routeURLs, "nats://"+r)
+	}
+	servers := make([]*cluster.Embedded, 3)
+	errs := make(chan error, 3)
+	for i := range servers {
+		go func() {
+			e, err := cluster.StartEmbedded(cluster.EmbeddedConfig{
+				Listen: client[i], StoreDir: t.TempDir(), ClusterListen: routes[i], Routes: routeURLs, Log: testLog(),
+			})
+			servers[i] = e
+			errs <- err
+		}()
+	}
+	for range servers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range servers {
+		t.Cleanup(e.Shutdown)
+	}
+	var nodes []*node
+	for i, e := range servers {
+		nodes = append(nodes, startNodeWith(t, fmt.Sprintf("n%d", i), cluster.Config{URL: e.ClientURL(), Replicas: 3, JetStreamWait: 30 * time.Second}))
+	}
+	publish(t, nodes[1].cl, symbols, 0, 10)
+	sameEverywhere(t, 15*time.Second, map[string]uint64{"AAPL": 10}, nodes...)
+
+	// Node 0 goes, with its NATS server.
+	nodes[0].stop()
+	servers[0].Shutdown()
+	publish(t, nodes[2].cl, symbols, 10, 5)
+	want := sameEverywhere(t, 15*time.Second, map[string]uint64{"AAPL": 15}, nodes[1:]...)
+	for s, v := range want {
+		if v.Fields["status"] == "stale" {
+			t.Errorf("%s stale after losing one of three servers", s)
+		}
+	}
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// The stream no longer holds the start of history (max age, max bytes:
+// here a purge): a node joining then gets every symbol from the snapshot
+// bucket alone, with the same seqs.
+func TestLateJoinerAfterStreamPurge(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0", t.TempDir())
+	a := startNode(t, "a", ns.ClientURL(), false)
+	publish(t, a.cl, symbols, 0, 25)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 25}, a)
+	streamtest.WaitFor(t, 10*time.Second, "a snapshot written", func() error {
+		if !a.cl.Status().Leader {
+			return fmt.Errorf("no writer yet")
+		}
+		return nil
+	})
+	time.Sleep(600 * time.Millisecond) // a write round after election
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, cluster.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	b := startNode(t, "b", ns.ClientURL(), false)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 25, "X-1": 25}, a, b)
+	publish(t, a.cl, symbols, 25, 2)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 27, "X-1": 27}, a, b)
 }

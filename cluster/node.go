@@ -60,6 +60,10 @@ type Config struct {
 	// ConnectTimeout bounds the first connection; Start fails after it.
 	// Default 5s.
 	ConnectTimeout time.Duration
+	// JetStreamWait bounds how long Start waits for JetStream to answer:
+	// a clustered JetStream first needs a quorum of its servers. Default
+	// ConnectTimeout.
+	JetStreamWait time.Duration
 	// ReconnectBufBytes bounds what publishes buffer while NATS is
 	// unreachable; past it they fail and are counted. Default 8 MiB.
 	ReconnectBufBytes int
@@ -92,6 +96,9 @@ func (c *Config) defaults() {
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 5 * time.Second
+	}
+	if c.JetStreamWait <= 0 {
+		c.JetStreamWait = c.ConnectTimeout
 	}
 	if c.ReconnectBufBytes <= 0 {
 		c.ReconnectBufBytes = 8 << 20
@@ -217,14 +224,29 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n.js = js
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout)
-	err = n.ensure(ctx)
-	cancel()
+	deadline := time.Now().Add(cfg.JetStreamWait)
+	for {
+		// Each try has its own deadline: a clustered JetStream without a
+		// leader yet does not answer at all.
+		try := time.Now().Add(2 * time.Second)
+		if try.After(deadline) {
+			try = deadline
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), try)
+		err = n.ensure(ctx)
+		cancel()
+		if err == nil || errors.Is(err, ErrNoJetStream) || !time.Now().Before(deadline) {
+			break
+		}
+		n.log.Debug("JetStream not ready; retrying", "err", err)
+		time.Sleep(250 * time.Millisecond)
+	}
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	ctx, n.cancel = context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
 	a := newApplier(n)
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); a.run(ctx) }()

@@ -25,6 +25,8 @@ type clusterFlags struct {
 	maxBytes  int64         // -nats-max-bytes
 	replicas  int           // -nats-replicas
 	staleWait time.Duration // -nats-stale-after
+	routeAddr string        // -nats-cluster-listen
+	routes    string        // -nats-routes
 }
 
 func (f *clusterFlags) validate(check func(ok bool, format string, args ...any)) {
@@ -43,6 +45,15 @@ func (f *clusterFlags) validate(check func(ok bool, format string, args ...any))
 	check(f.replicas >= 1 && f.replicas <= 5, "-nats-replicas must be 1..5, got %d", f.replicas)
 	check(f.staleWait >= 100*time.Millisecond, "-nats-stale-after must be ≥ 100ms, got %v", f.staleWait)
 	check(f.url != "" || !f.interest, "-nats-interest needs -nats")
+	if f.routeAddr != "" || f.routes != "" {
+		check(f.url == "embedded", "-nats-cluster-listen and -nats-routes go with -nats embedded")
+		_, _, err := net.SplitHostPort(f.routeAddr)
+		check(err == nil, "-nats-cluster-listen must be HOST:PORT, got %q", f.routeAddr)
+		for _, r := range strings.Split(f.routes, ",") {
+			p, err := url.Parse(strings.TrimSpace(r))
+			check(err == nil && (p.Scheme == "nats" || p.Scheme == "nats-route") && p.Host != "", "-nats-routes %q: want nats://HOST:PORT[,nats://...]", r)
+		}
+	}
 }
 
 // redactURL hides the user info of a NATS URL.
@@ -67,7 +78,14 @@ func startCluster(c *config, cache *conflate.Cache, sink feed.Sink, reg promethe
 	var emb *cluster.Embedded
 	if f.url == "embedded" {
 		var err error
-		emb, err = cluster.StartEmbedded(cluster.EmbeddedConfig{Listen: f.listen, StoreDir: f.store, Log: log.With("component", "nats-server")})
+		var routes []string
+		if f.routes != "" {
+			routes = strings.Split(f.routes, ",")
+		}
+		emb, err = cluster.StartEmbedded(cluster.EmbeddedConfig{
+			Listen: f.listen, StoreDir: f.store, ClusterListen: f.routeAddr, Routes: routes,
+			Log: log.With("component", "nats-server"),
+		})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -78,12 +96,22 @@ func startCluster(c *config, cache *conflate.Cache, sink feed.Sink, reg promethe
 		URL: natsURL, Cache: cache, Sink: sink, Interest: f.interest,
 		Memory: f.storage == "memory", MaxAge: f.maxAge, MaxBytes: f.maxBytes, Replicas: f.replicas,
 		StaleAfter: f.staleWait, Registerer: reg, Log: log,
+		JetStreamWait: jetStreamWait(f),
 	})
 	if err != nil {
 		emb.Shutdown()
 		return nil, nil, err
 	}
 	return node, func() { node.Close(); emb.Shutdown() }, nil
+}
+
+// jetStreamWait is how long a node waits for JetStream at start: a NATS
+// cluster of embedded servers needs a quorum of its nodes up first.
+func jetStreamWait(f *clusterFlags) time.Duration {
+	if f.routeAddr != "" {
+		return 2 * time.Minute
+	}
+	return 10 * time.Second
 }
 
 // waitSynced gives a joining node a moment to load the cluster's snapshot

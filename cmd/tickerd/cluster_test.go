@@ -199,6 +199,7 @@ func TestClusterCommandLine(t *testing.T) {
 		{"interest alone", []string{"-nats-interest"}, 2, "-nats-interest needs -nats"},
 		{"bad storage", []string{"-nats", "embedded", "-nats-storage", "tape"}, 2, "-nats-storage"},
 		{"unreachable", []string{"-feed", "none", "-nats", "nats://127.0.0.1:1"}, 1, "cannot reach NATS"},
+		{"routes without embedded", []string{"-nats", "nats://127.0.0.1:4222", "-nats-routes", "nats://127.0.0.1:6222"}, 2, "go with -nats embedded"},
 		{"busy nats listen", []string{"-feed", "none", "-nats", "embedded", "-nats-listen", "BUSY"}, 1, "cannot listen"},
 	}
 	for _, tc := range cases {
@@ -226,5 +227,43 @@ func TestClusterCommandLine(t *testing.T) {
 				t.Fatalf("exit %d, want %d with %q; output:\n%s", code, tc.code, tc.want, out)
 			}
 		})
+	}
+}
+
+// Three processes, each with its own embedded NATS server, the three
+// servers routed into one NATS cluster with the stream replicated three
+// times: killing one process leaves the other two current, not stale.
+func TestEmbeddedRoutesNoSinglePointOfFailure(t *testing.T) {
+	var addrs, natsAddrs, routeAddrs, routeURLs []string
+	for i := 0; i < 3; i++ {
+		addrs = append(addrs, freeAddr(t))
+		natsAddrs = append(natsAddrs, freeAddr(t))
+		routeAddrs = append(routeAddrs, freeAddr(t))
+		routeURLs = append(routeURLs, "nats://"+routeAddrs[i])
+	}
+	var cmds []*exec.Cmd
+	for i := range addrs {
+		cmd, _ := start(t, nil, "-addr", addrs[i], "-feed", "none", "-nats", "embedded", "-nats-listen", natsAddrs[i],
+			"-nats-cluster-listen", routeAddrs[i], "-nats-routes", strings.Join(routeURLs, ","), "-nats-replicas", "3")
+		cmds = append(cmds, cmd)
+	}
+	var bases []string
+	for _, a := range addrs {
+		bases = append(bases, "http://"+a)
+		waitReady(t, "http://"+a)
+	}
+	ingest(t, bases[1], 0, 10)
+	converged(t, 10, bases...)
+
+	if err := cmds[0].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmds[0].Wait()
+	ingest(t, bases[2], 10, 5)
+	want := converged(t, 15, bases[1:]...)
+	for s, v := range want {
+		if v.Fields["status"] == "stale" {
+			t.Errorf("%s stale after losing one of three nodes", s)
+		}
 	}
 }

@@ -123,6 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Int64Var(&c.cluster.maxBytes, "nats-max-bytes", 1<<30, "most `bytes` the cluster stream keeps (when this node creates it)")
 	fs.IntVar(&c.cluster.replicas, "nats-replicas", 1, "replicas of the cluster stream and buckets on a clustered JetStream (when this node creates them)")
 	fs.DurationVar(&c.cluster.staleWait, "nats-stale-after", 2*time.Second, "mark served symbols status stale when out of sync with the cluster this long")
+	fs.StringVar(&c.cluster.routeAddr, "nats-cluster-listen", "", "route `address` of the embedded NATS server, to form a NATS cluster with the other nodes' embedded servers (with -nats-routes; no single point of failure with three nodes and -nats-replicas 3)")
+	fs.StringVar(&c.cluster.routes, "nats-routes", "", "comma `list` of the embedded NATS servers' route URLs (nats://HOST:PORT, this node's own may be included)")
 	fs.BoolVar(&c.reuseport, "reuseport", false, "set SO_REUSEPORT on -addr so that several tickerd processes share it (use with -nats so they show the same data)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
