@@ -230,8 +230,10 @@ func (g *plotGroup) plot() (*plot.Plot, plot.Legend, error) {
 		detail = "settings differ between the reports; first: " + detail
 	}
 	p.Title.Text = g.key + ": update latency percentiles by connection count\n" + wrap(detail, 100)
-	for _, c := range g.clusters {
-		p.Title.Text += fmt.Sprintf("\nfilled dots: %s, the same feed into the first of %d nodes clustered over NATS", c.name, c.nodes)
+	for i, c := range g.clusters {
+		if !slices.ContainsFunc(g.clusters[:i], func(o clusterPoint) bool { return o.name == c.name && o.nodes == c.nodes }) {
+			p.Title.Text += fmt.Sprintf("\nfilled dots: %s, the same feed into the first of %d nodes clustered over NATS", c.name, c.nodes)
+		}
 	}
 	p.X.Label.Text = "connections"
 	p.Y.Label.Text = "latency (ms, update ts to client)"
