@@ -344,6 +344,13 @@ func (g *plotGroup) plotClusters(p *plot.Plot, legend *plot.Legend, logY bool, f
 				legend.Add(fmt.Sprintf("%d nodes", c.nodes), pts)
 			}
 		}
+		// One label per cluster scenario, on its point with the most
+		// connections.
+		if slices.ContainsFunc(g.clusters, func(o clusterPoint) bool {
+			return o.name == c.name && o.nodes == c.nodes && o.conns > c.conns
+		}) {
+			continue
+		}
 		labels, err := plotter.NewLabels(plotter.XYLabels{
 			XYs:    plotter.XYs{top},
 			Labels: []string{fmt.Sprintf("%d-node cluster", c.nodes)},

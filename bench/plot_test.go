@@ -97,6 +97,12 @@ func TestPlotLatency(t *testing.T) {
 			"hold-18000.json": holdReport(18000, 2000, 40000),
 			"hold-50k.json":   clusterReport(50000, 3000, 90000),
 		}, 1},
+		{"cluster points at several sizes", map[string]any{
+			"hold-2000.json":      holdReport(2000, 500, 4000),
+			"hold-50k-1000.json":  clusterReport(1000, 300, 5000),
+			"hold-50k-10000.json": clusterReport(10000, 3000, 90000),
+			"hold-50k.json":       clusterReport(50000, 30000, 900000),
+		}, 1},
 		{"a cluster point alone", map[string]any{"hold-50k.json": clusterReport(300, 100, 900)}, 1},
 		{"zero latencies", map[string]any{"zero.json": latencyReport(10, 0, 1)}, 1},
 	}
