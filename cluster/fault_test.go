@@ -277,3 +277,47 @@ func TestLateJoinerAfterStreamPurge(t *testing.T) {
 	publish(t, a.cl, symbols, 25, 2)
 	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 27, "X-1": 27}, a, b)
 }
+
+// The NATS server comes back without its store (memory storage, a lost
+// disk): the nodes follow the new, empty stream from its start, keep their
+// records, and stay identical.
+func TestNATSLosesItsStore(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0", t.TempDir())
+	addr := ns.Addr()
+	a := startNodeWith(t, "a", cluster.Config{URL: ns.ClientURL(), Memory: true})
+	b := startNodeWith(t, "b", cluster.Config{URL: ns.ClientURL(), Memory: true})
+	publish(t, a.cl, symbols, 0, 10)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 10}, a, b)
+
+	ns.Shutdown()
+	waitPortFree(t, addr)
+	startNATS(t, addr, t.TempDir()) // a new, empty store
+	for _, n := range []*node{a, b} {
+		streamtest.WaitFor(t, 10*time.Second, n.name+" resynced", func() error {
+			if st := n.cl.Status(); !st.Connected || !st.Synced {
+				return fmt.Errorf("%+v", st)
+			}
+			return nil
+		})
+	}
+	publish(t, b.cl, symbols, 10, 2)
+	want := sameEverywhere(t, 15*time.Second, nil, a, b)
+	streamtest.WaitFor(t, 10*time.Second, "the new updates everywhere, not stale", func() error {
+		want = sameEverywhere(t, 10*time.Second, nil, a, b)
+		for s, v := range want {
+			if v.Seq < 12 || v.Fields["status"] == "stale" || v.Fields["bid"] != fmt.Sprintf("%d.11", 100+indexOf(s)) {
+				return fmt.Errorf("%s: seq %d, %v", s, v.Seq, v.Fields)
+			}
+		}
+		return nil
+	})
+}
+
+func indexOf(sym string) int {
+	for i, s := range symbols {
+		if s == sym {
+			return i
+		}
+	}
+	return -1
+}
