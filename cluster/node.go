@@ -429,8 +429,10 @@ func (n *Node) Want(sym string) {
 	n.poke()
 }
 
-// maxInterest bounds the symbols one Interest-mode node subscribes to.
-const maxInterest = 100_000
+// maxInterest bounds the symbols one Interest-mode node subscribes to: the
+// consumer's filter subjects travel in one request, under NATS's 1 MiB
+// payload limit.
+const maxInterest = 20_000
 
 // takeWanted returns the symbols wanted since the last call, and the whole
 // interest set's size.
