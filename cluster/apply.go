@@ -96,6 +96,7 @@ func (a *applier) run(ctx context.Context) {
 				a.n.log.Warn("cluster resync failed; retrying", "err", err, "attempt", a.attempts)
 			} else {
 				a.needSync, a.attempts = false, 0
+				a.n.syncs.Add(1)
 			}
 		}
 		select {

@@ -166,6 +166,23 @@ func TestInterest(t *testing.T) {
 	want = sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 13}, full, in)
 	clientsConverge(t, 10*time.Second, want, conns...)
 
+	// REST on a symbol nobody watched there yet answers with its data.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	publish(t, full.cl, []string{"REST.ONLY"}, 0, 3)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 13}, full)
+	streamtest.WaitFor(t, 5*time.Second, "REST.ONLY on the full node", func() error {
+		if e := full.cache.Get("REST.ONLY"); e == nil || e.Seq() != 3 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond) // a snapshot round
+	snap, err := streamtest.Snapshot(ctx, in.base, "REST.ONLY")
+	if err != nil || snap["REST.ONLY"].Seq != 3 {
+		t.Errorf("REST snapshot of a new symbol on the interest node: %v, %v", snap, err)
+	}
+
 	// A symbol nobody watches there is not consumed there.
 	publish(t, full.cl, []string{"ONLY.FULL"}, 0, 2)
 	publish(t, full.cl, symbols[:1], 13, 1)
