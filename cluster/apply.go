@@ -96,6 +96,7 @@ func (a *applier) run(ctx context.Context) {
 				a.n.log.Warn("cluster resync failed; retrying", "err", err, "attempt", a.attempts)
 			} else {
 				a.needSync, a.attempts = false, 0
+				a.n.syncs.Add(1)
 			}
 		}
 		select {
@@ -188,24 +189,27 @@ func (a *applier) sync(parent context.Context) error {
 		return err
 	}
 	info := s.CachedInfo()
-	if !a.created.IsZero() && !info.Created.Equal(a.created) {
+	reset := !a.created.IsZero() && !info.Created.Equal(a.created)
+	if reset {
+		// Positions in the old stream (and in snapshots written from it)
+		// mean nothing in the new one: follow it from its start.
 		a.n.log.Warn("cluster stream was recreated (NATS lost its store?): following the new one from its start; symbols keep their seq")
 		a.n.m.resyncs.WithLabelValues("stream_reset").Inc()
 		a.lastSeen = 0
 		for _, st := range a.state {
 			st.stream = 0
 		}
-		a.created = time.Time{}
+		a.markAllDirty() // the snapshots are rewritten for the new stream
 	}
 	first := a.created.IsZero()
 	start := a.lastSeen + 1
-	gap := !first && info.State.FirstSeq > start
+	gap := !first && !reset && info.State.FirstSeq > start
 	full := first || gap
 	want := a.want
 	if a.n.cfg.Interest && full {
 		want = a.allInterest()
 	}
-	if full || len(want) > 0 {
+	if !reset && (full || len(want) > 0) {
 		head, err := a.loadSnapshot(ctx, want, full && !a.n.cfg.Interest)
 		if err != nil {
 			return err
@@ -220,7 +224,7 @@ func (a *applier) sync(parent context.Context) error {
 			a.n.log.Info("cluster resync from snapshot", "applied", a.lastSeen, "stream_first", info.State.FirstSeq, "snapshot_head", head)
 		}
 	}
-	if info.State.FirstSeq > start && info.State.Msgs > 0 {
+	if info.State.FirstSeq > start {
 		a.n.m.resyncs.WithLabelValues("unrecoverable_gap").Inc()
 		a.n.log.Error("cluster stream no longer holds updates this node missed and no snapshot covers them: some symbols may differ until they change",
 			"from", start, "stream_first", info.State.FirstSeq)

@@ -166,6 +166,23 @@ func TestInterest(t *testing.T) {
 	want = sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 13}, full, in)
 	clientsConverge(t, 10*time.Second, want, conns...)
 
+	// REST on a symbol nobody watched there yet answers with its data.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	publish(t, full.cl, []string{"REST.ONLY"}, 0, 3)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 13}, full)
+	streamtest.WaitFor(t, 5*time.Second, "REST.ONLY on the full node", func() error {
+		if e := full.cache.Get("REST.ONLY"); e == nil || e.Seq() != 3 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond) // a snapshot round
+	snap, err := streamtest.Snapshot(ctx, in.base, "REST.ONLY")
+	if err != nil || snap["REST.ONLY"].Seq != 3 {
+		t.Errorf("REST snapshot of a new symbol on the interest node: %v, %v", snap, err)
+	}
+
 	// A symbol nobody watches there is not consumed there.
 	publish(t, full.cl, []string{"ONLY.FULL"}, 0, 2)
 	publish(t, full.cl, symbols[:1], 13, 1)
@@ -276,4 +293,48 @@ func TestLateJoinerAfterStreamPurge(t *testing.T) {
 	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 25, "X-1": 25}, a, b)
 	publish(t, a.cl, symbols, 25, 2)
 	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 27, "X-1": 27}, a, b)
+}
+
+// The NATS server comes back without its store (memory storage, a lost
+// disk): the nodes follow the new, empty stream from its start, keep their
+// records, and stay identical.
+func TestNATSLosesItsStore(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0", t.TempDir())
+	addr := ns.Addr()
+	a := startNodeWith(t, "a", cluster.Config{URL: ns.ClientURL(), Memory: true})
+	b := startNodeWith(t, "b", cluster.Config{URL: ns.ClientURL(), Memory: true})
+	publish(t, a.cl, symbols, 0, 10)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 10}, a, b)
+
+	ns.Shutdown()
+	waitPortFree(t, addr)
+	startNATS(t, addr, t.TempDir()) // a new, empty store
+	for _, n := range []*node{a, b} {
+		streamtest.WaitFor(t, 10*time.Second, n.name+" resynced", func() error {
+			if st := n.cl.Status(); !st.Connected || !st.Synced {
+				return fmt.Errorf("%+v", st)
+			}
+			return nil
+		})
+	}
+	publish(t, b.cl, symbols, 10, 2)
+	want := sameEverywhere(t, 15*time.Second, nil, a, b)
+	streamtest.WaitFor(t, 10*time.Second, "the new updates everywhere, not stale", func() error {
+		want = sameEverywhere(t, 10*time.Second, nil, a, b)
+		for s, v := range want {
+			if v.Seq < 12 || v.Fields["status"] == "stale" || v.Fields["bid"] != fmt.Sprintf("%d.11", 100+indexOf(s)) {
+				return fmt.Errorf("%s: seq %d, %v", s, v.Seq, v.Fields)
+			}
+		}
+		return nil
+	})
+}
+
+func indexOf(sym string) int {
+	for i, s := range symbols {
+		if s == sym {
+			return i
+		}
+	}
+	return -1
 }

@@ -131,6 +131,7 @@ type Node struct {
 	synced     atomic.Bool
 	leader     atomic.Bool
 	applied    atomic.Uint64 // last stream sequence consumed
+	syncs      atomic.Uint64 // successful syncs (snapshot loads, consumer starts)
 	lag        atomic.Uint64 // messages pending for this node's consumer
 
 	imu      sync.Mutex
@@ -412,25 +413,44 @@ func (s *Source) Watch(h *conflate.Watch, sym string, w conflate.Watcher) {
 	s.Cache.Watch(h, sym, w)
 }
 
+// Get returns sym's entry (conflate.Cache.Get). In Interest mode a symbol
+// not yet followed is followed from now on, and Get waits up to a second
+// for its snapshot, so that GET /v1/snapshot?symbols=X answers with data
+// on any node.
+func (s *Source) Get(sym string) *conflate.Entry {
+	if s.n.Want(sym) {
+		since := s.n.syncs.Load()
+		deadline := time.Now().Add(time.Second)
+		for s.n.syncs.Load() == since && time.Now().Before(deadline) && s.n.connected.Load() {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return s.Cache.Get(sym)
+}
+
 // Want makes an Interest-mode node consume sym's updates, after loading
-// its snapshot; a no-op otherwise or once wanted. It never blocks on I/O.
-func (n *Node) Want(sym string) {
+// its snapshot; a no-op otherwise or once wanted. It reports whether sym
+// is newly wanted. It never blocks on I/O.
+func (n *Node) Want(sym string) bool {
 	if !n.cfg.Interest || !feed.ValidSymbol(sym) {
-		return
+		return false
 	}
 	n.imu.Lock()
 	if n.interest[sym] || len(n.interest) >= maxInterest {
 		n.imu.Unlock()
-		return
+		return false
 	}
 	n.interest[sym] = true
 	n.wanted = append(n.wanted, sym)
 	n.imu.Unlock()
 	n.poke()
+	return true
 }
 
-// maxInterest bounds the symbols one Interest-mode node subscribes to.
-const maxInterest = 100_000
+// maxInterest bounds the symbols one Interest-mode node subscribes to: the
+// consumer's filter subjects travel in one request, under NATS's 1 MiB
+// payload limit.
+const maxInterest = 20_000
 
 // takeWanted returns the symbols wanted since the last call, and the whole
 // interest set's size.

@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -103,6 +104,23 @@ func startCluster(c *config, cache *conflate.Cache, sink feed.Sink, reg promethe
 		return nil, nil, err
 	}
 	return node, func() { node.Close(); emb.Shutdown() }, nil
+}
+
+// clusterIngest answers POST /v1/ingest with 503 while the node cannot
+// reach NATS: the updates could not be published, and a feed handler
+// should retry (or send to another node) rather than believe them taken.
+func clusterIngest(node *cluster.Node, h http.Handler) http.Handler {
+	if node == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !node.Status().Connected {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "cluster unreachable: this node cannot reach NATS; retry, or ingest on another node", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // jetStreamWait is how long a node waits for JetStream at start: a NATS

@@ -154,6 +154,31 @@ func TestClusterOfThreeProcesses(t *testing.T) {
 	if err := cmdA.Wait(); err != nil {
 		t.Fatalf("SIGTERM: %v\n%s", err, logsA)
 	}
+
+	// A held the NATS server: B serves its last values marked stale and
+	// refuses ingest with 503 until NATS is back.
+	streamtest.WaitFor(t, 15*time.Second, "B marks its symbols stale", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		snap, err := streamtest.Snapshot(ctx, bases[1], clusterSymbols...)
+		if err != nil {
+			return err
+		}
+		for _, s := range clusterSymbols {
+			if snap[s].Fields["status"] != "stale" || snap[s].Fields["bid"] != want[s].Fields["bid"] {
+				return fmt.Errorf("%s: %v", s, snap[s].Fields)
+			}
+		}
+		return nil
+	})
+	resp, err := http.Post(bases[1]+"/v1/ingest", "application/x-ndjson", strings.NewReader(`{"symbol":"AAPL","fields":{"bid":"1"}}`+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("ingest with NATS gone: HTTP %d, want 503", resp.StatusCode)
+	}
 }
 
 // Two processes share one address with -reuseport; both serve.

@@ -114,10 +114,10 @@ func run(c *config, log *slog.Logger) error {
 
 	mux := http.NewServeMux()
 	srv.Register(mux)
-	mux.Handle("POST /v1/ingest", &feed.IngestHandler{
+	mux.Handle("POST /v1/ingest", clusterIngest(node, &feed.IngestHandler{
 		Sink: health.Sink("http"), Key: c.ingestKey, MaxBody: c.maxBody,
 		Counter: ingestMetrics.Counter("http"), Log: log,
-	})
+	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", health.serveReady)
