@@ -30,10 +30,13 @@ type NodeStats struct {
 }
 
 // clusterMetrics are the tickerd metrics a cluster scenario records per
-// node: how far its NATS consumer is behind, and what went through it.
+// node: how far its NATS consumer is behind, and what went through it
+// (publish errors count the updates dropped when the stream held the
+// publisher back for longer than tickerd waits).
 var clusterMetrics = []string{
 	"tickerd_cluster_lag_messages",
 	"tickerd_cluster_published_total",
+	"tickerd_cluster_publish_errors_total",
 	"tickerd_cluster_applied_total",
 	"tickerd_cluster_slow_consumer_total",
 	"tickerd_cluster_synced",
