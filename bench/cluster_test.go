@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -208,6 +209,26 @@ func TestHold50kOrchestration(t *testing.T) {
 	if len(urls) != 3 || rep.Server.RSSBaseline != base || rep.Server.RSSLoaded != loaded || rep.Server.CPUCores <= 0 {
 		t.Errorf("totals %+v over nodes %v", rep.Server, urls)
 	}
+	t.Run("a node that cannot start", func(t *testing.T) {
+		started := 0
+		args := func(i int, _ string) []string {
+			started++
+			if i == 1 {
+				return []string{"-no-such-flag"}
+			}
+			return []string{"-feed", "none"}
+		}
+		cl, err := StartCluster(ctx, filepath.Join(dir, "tickerd"), 3, args, nil, 20*time.Second)
+		if err == nil {
+			_ = cl.Stop()
+			t.Fatal("a cluster with a bad node started")
+		}
+		if !errors.Is(err, ErrServerExited) || !strings.Contains(err.Error(), "node 2") || started < 2 {
+			t.Errorf("error %v after %d nodes asked for", err, started)
+		}
+		// The first node of each attempt was stopped: goleak (TestMain)
+		// sees no Server goroutine waiting for a process.
+	})
 	var text strings.Builder
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
