@@ -58,7 +58,7 @@ type applier struct {
 	snap      snapshotter
 	lastPrune time.Time
 	lagHigh   int // consecutive seconds of high lag
-	lastLag time.Time
+	lastLag   time.Time
 
 	u, out feed.Update // scratch
 }

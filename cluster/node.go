@@ -142,7 +142,7 @@ type Node struct {
 
 	imu      sync.Mutex
 	interest map[string]time.Time // symbols followed (Interest mode), since when
-	wanted   []string        // watched since the applier last looked
+	wanted   []string             // watched since the applier last looked
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
