@@ -55,9 +55,10 @@ type applier struct {
 	cons     jetstream.ConsumeContext
 	consStop chan struct{}
 
-	snap    snapshotter
-	lagHigh int // consecutive seconds of high lag
-	lastLag time.Time
+	snap      snapshotter
+	lastPrune time.Time
+	lagHigh   int // consecutive seconds of high lag
+	lastLag   time.Time
 
 	u, out feed.Update // scratch
 }
@@ -172,6 +173,48 @@ func (a *applier) housekeeping(now time.Time) {
 	if a.n.synced.Load() && len(a.overlays) > 0 && a.n.connected.Load() {
 		a.unstale(now)
 	}
+	if a.n.cfg.Interest && now.Sub(a.lastPrune) >= a.n.cfg.PruneEvery {
+		a.lastPrune = now
+		a.prune()
+	}
+}
+
+// prune stops following the symbols no session watches (REST look-ups
+// follow a symbol again when they come). Their shadow state goes too: a
+// symbol wanted again is reloaded from the snapshot bucket, whose record
+// is at least as new as what the cache shows, so seq never steps back.
+func (a *applier) prune() {
+	var drop []string
+	now := time.Now()
+	a.n.imu.Lock()
+	for sym, since := range a.n.interest {
+		if now.Sub(since) < a.n.cfg.PruneEvery {
+			continue // just wanted: its watcher may not be registered yet
+		}
+		if e := a.cache.Get(sym); e == nil || e.Watchers() == 0 {
+			drop = append(drop, sym)
+		}
+	}
+	for _, sym := range drop {
+		delete(a.n.interest, sym)
+	}
+	a.n.imu.Unlock()
+	if len(drop) == 0 {
+		return
+	}
+	for _, sym := range drop {
+		delete(a.state, sym)
+		delete(a.overlays, sym)
+	}
+	kept := a.dirty[:0]
+	for _, sym := range a.dirty {
+		if a.state[sym] != nil {
+			kept = append(kept, sym)
+		}
+	}
+	a.dirty = kept
+	a.n.log.Debug("interest pruned", "symbols", len(drop))
+	a.needSync = true // a consumer with the smaller filter
 }
 
 // sync (re)starts consumption: after the first connect, a reconnect, a

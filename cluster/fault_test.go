@@ -146,6 +146,37 @@ func TestNodeDiesClientsMove(t *testing.T) {
 	}
 }
 
+// An Interest node stops following a symbol nobody watches any more, and
+// follows it again, from its snapshot and with the cluster's seq, when a
+// client comes back for it.
+func TestInterestPrunes(t *testing.T) {
+	ns := startNATS(t, "127.0.0.1:0", t.TempDir())
+	full := startNode(t, "full", ns.ClientURL(), false)
+	in := startNodeWith(t, "interest", cluster.Config{URL: ns.ClientURL(), Interest: true, PruneEvery: 300 * time.Millisecond})
+	publish(t, full.cl, symbols, 0, 5)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 5}, full)
+
+	conns := dialAll(t, streamtest.SSE, in)
+	want := sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 5}, full, in)
+	clientsConverge(t, 10*time.Second, want, conns...)
+	conns[0].Close()
+	<-conns[0].Done()
+	time.Sleep(1500 * time.Millisecond) // pruned
+	publish(t, full.cl, symbols, 5, 3)
+	sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 8}, full)
+	time.Sleep(500 * time.Millisecond)
+	if e := in.cache.Get("AAPL"); e == nil || e.Seq() != 5 {
+		t.Errorf("AAPL followed after its last client left (entry %v)", e)
+	}
+
+	back := dialAll(t, streamtest.WS, in)
+	want = sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 8}, full, in)
+	clientsConverge(t, 10*time.Second, want, back...)
+	publish(t, full.cl, symbols, 8, 1)
+	want = sameEverywhere(t, 10*time.Second, map[string]uint64{"AAPL": 9}, full, in)
+	clientsConverge(t, 10*time.Second, want, back...)
+}
+
 // An Interest node consumes only what its clients watch, fetching the
 // snapshot on first watch, with the same seqs as a full node.
 func TestInterest(t *testing.T) {

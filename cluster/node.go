@@ -41,6 +41,9 @@ type Config struct {
 	// (see Source), fetching each one's snapshot on first watch. Default
 	// false: the whole stream.
 	Interest bool
+	// PruneEvery is how often an Interest node stops following the symbols
+	// no session has watched for that long. Default 30s.
+	PruneEvery time.Duration
 	// Memory keeps the stream and snapshots in memory rather than files.
 	// Used when this node creates them; default false (file storage).
 	Memory bool
@@ -87,6 +90,9 @@ func (c *Config) defaults() {
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 1
+	}
+	if c.PruneEvery <= 0 {
+		c.PruneEvery = 30 * time.Second
 	}
 	if c.SnapshotEvery <= 0 {
 		c.SnapshotEvery = time.Second
@@ -135,8 +141,8 @@ type Node struct {
 	lag        atomic.Uint64 // messages pending for this node's consumer
 
 	imu      sync.Mutex
-	interest map[string]bool // symbols watched (Interest mode)
-	wanted   []string        // watched since the applier last looked
+	interest map[string]time.Time // symbols followed (Interest mode), since when
+	wanted   []string             // watched since the applier last looked
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -166,7 +172,7 @@ func Start(cfg Config) (*Node, error) {
 		log:      cfg.Log.With("component", "cluster", "node", cfg.Name),
 		wake:     make(chan struct{}, 1),
 		msgs:     make(chan delivery, 4096),
-		interest: make(map[string]bool),
+		interest: make(map[string]time.Time),
 	}
 	n.m = newMetrics(cfg.Registerer, n)
 	nc, err := nats.Connect(cfg.URL,
@@ -436,11 +442,11 @@ func (n *Node) Want(sym string) bool {
 		return false
 	}
 	n.imu.Lock()
-	if n.interest[sym] || len(n.interest) >= maxInterest {
+	if _, ok := n.interest[sym]; ok || len(n.interest) >= maxInterest {
 		n.imu.Unlock()
 		return false
 	}
-	n.interest[sym] = true
+	n.interest[sym] = time.Now()
 	n.wanted = append(n.wanted, sym)
 	n.imu.Unlock()
 	n.poke()

@@ -123,6 +123,12 @@ func TestClusterOfThreeProcesses(t *testing.T) {
 	for _, conn := range conns {
 		clientAt(t, conn, want)
 	}
+	metrics := get(t, bases[2]+"/metrics")
+	for _, m := range []string{"tickerd_cluster_connected 1", "tickerd_cluster_synced 1", "tickerd_cluster_lag_messages 0", "tickerd_cluster_applied_total 60"} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("C's /metrics lacks %q", m)
+		}
+	}
 
 	// Kill C: its client moves to B and resumes where it was, seq not
 	// going back.
