@@ -38,9 +38,10 @@ lint: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./conflate ./stream ./feed ./simulator
 
-# Load scenarios on loopback (bench/): each starts its own tickerd. hold is
-# swept over connection counts (artifacts/hold-N.json) for the plot of
-# latency percentiles against connections.
+# Load scenarios on loopback (bench/): each starts its own tickerd (hold-50k
+# three, clustered over embedded NATS). hold is swept over connection counts
+# (artifacts/hold-N.json) for the plot of latency percentiles against
+# connections, where hold-50k is the 3-node point.
 HOLD_SWEEP ?= 2000 5000 10000 18000
 TICKERBENCH = ./bin/tickerbench scenario
 loadtest: build
@@ -55,6 +56,7 @@ loadtest: build
 	$(TICKERBENCH) throttle -tickerd ./bin/tickerd -out artifacts/throttle.json
 	$(TICKERBENCH) throttle -tickerd ./bin/tickerd -slow 0.1 -out artifacts/throttle-slow.json
 	$(TICKERBENCH) churn -tickerd ./bin/tickerd -out artifacts/churn.json
+	$(TICKERBENCH) hold-50k -tickerd ./bin/tickerd -out artifacts/hold-50k.json
 
 # Small versions of every scenario (well under 2 minutes): each exits
 # non-zero on a failed session, a server error, a protocol violation, a
@@ -69,6 +71,7 @@ loadtest-quick: build
 	$(QUICK) mixed -conns 200 -duration 3s
 	$(QUICK) throttle -conns 200 -slow 0.1 -duration 3s
 	$(QUICK) churn -conns 300 -rate 50 -duration 20s
+	$(QUICK) hold-50k -conns 300 -procs 2 -duration 3s
 
 # docs/latency.png: latency percentiles against connection count, drawn from
 # the JSON reports of make loadtest (make plot PLOT_REPORTS='artifacts/*.json').

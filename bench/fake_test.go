@@ -20,7 +20,7 @@ import (
 type fake struct {
 	symbols []string
 	n       int          // last seq of every symbol
-	mode    string       // "" or a misbehaviour: seq_backwards, error, close, max_age, bad_json
+	mode    string       // "" or a misbehaviour: seq_backwards, error, close, max_age, bad_json, other_values (snapshot)
 	ageOuts atomic.Int32 // max_age mode: connections still to close
 	mu      sync.Mutex
 	polls   map[string]int // poll session -> polls served
@@ -223,10 +223,14 @@ func (f *fake) poll(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fake) snapshot(w http.ResponseWriter, r *http.Request) {
+	ask := "2"
+	if f.mode == "other_values" {
+		ask = "3"
+	}
 	var snaps []string
 	for _, s := range strings.Split(r.URL.Query().Get("symbols"), ",") {
-		snaps = append(snaps, fmt.Sprintf(`{"type":"snapshot","symbol":%q,"seq":%d,"ts":%d,"fields":{"bid":"%d.5","ask":"2","status":"trading"}}`,
-			s, f.n, now(), f.n))
+		snaps = append(snaps, fmt.Sprintf(`{"type":"snapshot","symbol":%q,"seq":%d,"ts":%d,"fields":{"bid":"%d.5","ask":%q,"status":"trading"}}`,
+			s, f.n, now(), f.n, ask))
 	}
 	fmt.Fprintf(w, `{"snapshots":[%s],"errors":[]}`, strings.Join(snaps, ","))
 }

@@ -65,6 +65,19 @@ func (h *Hist) Max() int64 {
 	return h.h.Max()
 }
 
+// Sub returns a new Hist of the values of h that are not in o, an earlier
+// copy of h with the same range (a count o has more of counts as zero).
+func (h *Hist) Sub(o *Hist) *Hist {
+	a := h.h.Export()
+	if o != nil && o.h != nil {
+		b := o.h.Export()
+		for i := range min(len(a.Counts), len(b.Counts)) {
+			a.Counts[i] = max(0, a.Counts[i]-b.Counts[i])
+		}
+	}
+	return &Hist{h: hdrhistogram.Import(a)}
+}
+
 // Reset empties h.
 func (h *Hist) Reset() { h.h.Reset() }
 

@@ -113,7 +113,7 @@ func PlotLatency(w io.Writer, paths ...string) error {
 		i := slices.IndexFunc(groups, func(g *plotGroup) bool { return g.key == key })
 		if i < 0 {
 			i = len(groups)
-			groups = append(groups, &plotGroup{key: key, detail: detail})
+			groups = append(groups, newPlotGroup(key, rep, detail))
 		}
 		groups[i].add(rep, detail)
 	}
@@ -152,7 +152,24 @@ type plotGroup struct {
 	varies bool   // detail differs between the reports
 	conns  []float64
 	ms     [][]float64 // ms[i][j]: plotQuantiles[j] of report i, in milliseconds
+
+	// The reports of cluster scenarios drawn in this panel, apart.
+	clusters []clusterPoint
 }
+
+// clusterPoint is a cluster scenario's report (ScenarioReport.Nodes),
+// drawn in the panel of its single-node counterpart (plotPanelOf) as
+// marked points, outside the lines.
+type clusterPoint struct {
+	name  string // the scenario's
+	nodes int
+	conns float64
+	ms    []float64
+}
+
+// plotPanelOf maps a cluster scenario to the panel of the scenario it
+// scales out.
+var plotPanelOf = map[string]string{"hold-50k": "hold"}
 
 // groupOf returns the panel a report belongs to and the line under its
 // title: the server's arguments, without the port it happened to get.
@@ -166,11 +183,23 @@ func groupOf(r *ScenarioReport) (key, detail string) {
 	if i := slices.Index(args, "-addr"); i >= 0 && i+1 < len(args) {
 		args = slices.Delete(args, i, i+2)
 	}
-	return r.Name, strings.TrimSpace("tickerd " + strings.Join(args, " "))
+	key = r.Name
+	if p, ok := plotPanelOf[r.Name]; ok {
+		key = p
+	}
+	return key, strings.TrimSpace("tickerd " + strings.Join(args, " "))
+}
+
+// newPlotGroup returns the panel of key; a report of a cluster scenario
+// does not set its detail.
+func newPlotGroup(key string, r *ScenarioReport, detail string) *plotGroup {
+	if len(r.Nodes) > 1 {
+		return &plotGroup{key: key}
+	}
+	return &plotGroup{key: key, detail: detail}
 }
 
 func (g *plotGroup) add(r *ScenarioReport, detail string) {
-	g.varies = g.varies || detail != g.detail
 	conns := r.Client.Connected
 	if conns <= 0 {
 		conns = int64(r.Client.Conns)
@@ -179,6 +208,14 @@ func (g *plotGroup) add(r *ScenarioReport, detail string) {
 	for j, pq := range plotQuantiles {
 		ms[j] = float64(r.Client.Latency.Quantile(pq.q)) / 1e3
 	}
+	if len(r.Nodes) > 1 {
+		g.clusters = append(g.clusters, clusterPoint{name: r.Name, nodes: len(r.Nodes), conns: float64(conns), ms: ms})
+		return
+	}
+	if g.detail == "" && len(g.conns) == 0 {
+		g.detail = detail
+	}
+	g.varies = g.varies || detail != g.detail
 	g.conns = append(g.conns, float64(conns))
 	g.ms = append(g.ms, ms)
 }
@@ -193,6 +230,11 @@ func (g *plotGroup) plot() (*plot.Plot, plot.Legend, error) {
 		detail = "settings differ between the reports; first: " + detail
 	}
 	p.Title.Text = g.key + ": update latency percentiles by connection count\n" + wrap(detail, 100)
+	for i, c := range g.clusters {
+		if !slices.ContainsFunc(g.clusters[:i], func(o clusterPoint) bool { return o.name == c.name && o.nodes == c.nodes }) {
+			p.Title.Text += fmt.Sprintf("\nfilled dots: %s, the same feed into the first of %d nodes clustered over NATS", c.name, c.nodes)
+		}
+	}
 	p.X.Label.Text = "connections"
 	p.Y.Label.Text = "latency (ms, update ts to client)"
 	p.X.Tick.Marker = plot.TickerFunc(func(lo, hi float64) []plot.Tick {
@@ -213,7 +255,11 @@ func (g *plotGroup) plot() (*plot.Plot, plot.Legend, error) {
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(g.conns[a], g.conns[b]) })
 	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, ms := range g.ms {
+	all := slices.Clone(g.ms)
+	for _, c := range g.clusters {
+		all = append(all, c.ms)
+	}
+	for _, ms := range all {
 		for _, v := range ms {
 			lo, hi = min(lo, v), max(hi, v)
 		}
@@ -225,6 +271,9 @@ func (g *plotGroup) plot() (*plot.Plot, plot.Legend, error) {
 	const floor = 1e-3
 	logY := hi >= 10*max(lo, floor)
 	for j, pq := range plotQuantiles {
+		if len(order) == 0 {
+			break // only cluster points
+		}
 		xys := make(plotter.XYs, len(order))
 		for k, i := range order {
 			xys[k] = plotter.XY{X: g.conns[i], Y: g.ms[i][j]}
@@ -250,8 +299,18 @@ func (g *plotGroup) plot() (*plot.Plot, plot.Legend, error) {
 		p.Add(line)
 		legend.Add(pq.label, line, pts)
 	}
+	if err := g.plotClusters(p, &legend, logY, floor); err != nil {
+		return nil, legend, err
+	}
 	// Connections from zero, so that the slope reads as growth.
-	p.X.Min, p.X.Max = 0, max(slices.Max(g.conns)*1.05, 1)
+	maxConns := 1.0
+	for _, c := range g.conns {
+		maxConns = max(maxConns, c*1.05)
+	}
+	for _, c := range g.clusters {
+		maxConns = max(maxConns, c.conns*1.1)
+	}
+	p.X.Min, p.X.Max = 0, maxConns
 	if logY {
 		p.Y.Tick.Marker = logTicks{}
 		// Whole decades at both ends, so that labelled ticks are in view.
@@ -262,6 +321,47 @@ func (g *plotGroup) plot() (*plot.Plot, plot.Legend, error) {
 		p.Y.Max = max(hi*1.1, floor)
 	}
 	return p, legend, nil
+}
+
+// plotClusters draws the group's cluster points: a filled dot in each
+// percentile's colour, off the lines, labelled with the node count.
+func (g *plotGroup) plotClusters(p *plot.Plot, legend *plot.Legend, logY bool, floor float64) error {
+	for i, c := range g.clusters {
+		var top plotter.XY
+		for j, pq := range plotQuantiles {
+			xy := plotter.XY{X: c.conns, Y: c.ms[j]}
+			if logY {
+				xy.Y = math.Log10(max(xy.Y, floor))
+			}
+			top.X, top.Y = xy.X, max(top.Y, xy.Y)
+			pts, err := plotter.NewScatter(plotter.XYs{xy})
+			if err != nil {
+				return fmt.Errorf("bench: plot %s %s %s: %w", g.key, c.name, pq.label, err)
+			}
+			pts.Color, pts.Shape, pts.Radius = plotutil.Color(j), draw.CircleGlyph{}, vg.Points(4.5)
+			p.Add(pts)
+			if i == 0 && j == 2 {
+				legend.Add(fmt.Sprintf("%d nodes", c.nodes), pts)
+			}
+		}
+		// One label per cluster scenario, on its point with the most
+		// connections.
+		if slices.ContainsFunc(g.clusters, func(o clusterPoint) bool {
+			return o.name == c.name && o.nodes == c.nodes && o.conns > c.conns
+		}) {
+			continue
+		}
+		labels, err := plotter.NewLabels(plotter.XYLabels{
+			XYs:    plotter.XYs{top},
+			Labels: []string{fmt.Sprintf("%d-node cluster", c.nodes)},
+		})
+		if err != nil {
+			return fmt.Errorf("bench: plot %s %s: %w", g.key, c.name, err)
+		}
+		labels.Offset = vg.Point{X: -vg.Points(30), Y: vg.Points(8)}
+		p.Add(labels)
+	}
+	return nil
 }
 
 // logTicks are the ticks of an axis of log10 values, [lo, hi] in

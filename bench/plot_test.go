@@ -57,6 +57,15 @@ func writeFile(t testing.TB, dir, name string, v any) string {
 	return path
 }
 
+// clusterReport is a hold-50k report over three nodes.
+func clusterReport(conns int, lo, hi int64) *ScenarioReport {
+	r := holdReport(conns, lo, hi)
+	r.Name = "hold-50k"
+	r.ServerArgs = append(r.ServerArgs, "-nats", "embedded", "-nats-listen", "127.0.0.1:4999")
+	r.Nodes = make([]NodeStats, 3)
+	return r
+}
+
 func TestPlotLatency(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -83,6 +92,18 @@ func TestPlotLatency(t *testing.T) {
 			"fanout.json":    &ScenarioReport{Name: "fanout", ServerArgs: []string{"-max-hz", "1000"}, Client: latencyReport(1000, 3000, 70000)},
 			"load.json":      latencyReport(50, 100, 200),
 		}, 3},
+		{"a cluster point in its single-node panel", map[string]any{
+			"hold-2000.json":  holdReport(2000, 500, 4000),
+			"hold-18000.json": holdReport(18000, 2000, 40000),
+			"hold-50k.json":   clusterReport(50000, 3000, 90000),
+		}, 1},
+		{"cluster points at several sizes", map[string]any{
+			"hold-2000.json":      holdReport(2000, 500, 4000),
+			"hold-50k-1000.json":  clusterReport(1000, 300, 5000),
+			"hold-50k-10000.json": clusterReport(10000, 3000, 90000),
+			"hold-50k.json":       clusterReport(50000, 30000, 900000),
+		}, 1},
+		{"a cluster point alone", map[string]any{"hold-50k.json": clusterReport(300, 100, 900)}, 1},
 		{"zero latencies", map[string]any{"zero.json": latencyReport(10, 0, 1)}, 1},
 	}
 	for _, tt := range tests {
@@ -160,6 +181,16 @@ func TestPlotGroupTitle(t *testing.T) {
 	key, detail := groupOf(holdReport(10, 1, 2))
 	if want := "tickerd -sim-symbols 5000 -sim-rate 10000 -max-hz 4"; key != "hold" || detail != want {
 		t.Errorf("group %q %q, want hold %q (no -addr)", key, detail, want)
+	}
+	key, detail = groupOf(clusterReport(10, 1, 2))
+	if key != "hold" || !strings.Contains(detail, "-nats embedded") {
+		t.Errorf("cluster report grouped as %q %q, want the hold panel", key, detail)
+	}
+	g := newPlotGroup(key, clusterReport(10, 1, 2), detail)
+	g.add(clusterReport(10, 1, 2), detail)
+	g.add(holdReport(20, 1, 2), "tickerd -max-hz 4")
+	if g.detail != "tickerd -max-hz 4" || g.varies || len(g.conns) != 1 || len(g.clusters) != 1 || g.clusters[0].nodes != 3 {
+		t.Errorf("group %+v: the cluster point must stay apart and leave the title to the single-node reports", g)
 	}
 	key, detail = groupOf(&ScenarioReport{Client: latencyReport(10, 1, 2)})
 	if key != "load run (ws)" || !strings.Contains(detail, "-symbols 20 -max-hz 4") {

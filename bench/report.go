@@ -48,8 +48,12 @@ type Report struct {
 
 	Latency     *Hist `json:"latency"`     // updates: receive time - ts, sessions that are not slow readers
 	LatencySlow *Hist `json:"latencySlow"` // the same for slow-reading sessions
-	SnapshotAge *Hist `json:"snapshotAge"` // snapshots: receive time - ts
-	Connect     *Hist `json:"connect"`     // dial to subscribed stream (upgrade, headers or first poll reply)
+	// LatencySteady is Latency over the steady window alone, without the
+	// ramp (within the 250 ms a session may hold its counts); nil in
+	// reports written before it existed.
+	LatencySteady *Hist `json:"latencySteady,omitempty"`
+	SnapshotAge   *Hist `json:"snapshotAge"` // snapshots: receive time - ts
+	Connect       *Hist `json:"connect"`     // dial to subscribed stream (upgrade, headers or first poll reply)
 
 	// ByTransport splits the sessions and update latencies by transport
 	// when a run mixes transports; nil otherwise.
@@ -213,6 +217,9 @@ func (r *Report) Merge(o *Report) {
 	r.DataPerSec += o.DataPerSec
 	r.Latency.Merge(o.Latency)
 	r.LatencySlow = mergeHist(r.LatencySlow, o.LatencySlow)
+	if o.LatencySteady != nil {
+		r.LatencySteady = mergeHist(r.LatencySteady, o.LatencySteady)
+	}
 	r.SnapshotAge.Merge(o.SnapshotAge)
 	r.Connect.Merge(o.Connect)
 	for name, t := range o.ByTransport {
@@ -261,6 +268,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		row("latency slow", "%s  (slow readers)", histLine(r.LatencySlow))
 	} else {
 		row("latency", "%s  (update ts to client)", histLine(r.Latency))
+	}
+	if r.LatencySteady != nil {
+		row("  steady", "%s  (the same, steady window only)", histLine(r.LatencySteady))
 	}
 	for _, name := range slices.Sorted(maps.Keys(r.ByTransport)) {
 		t := r.ByTransport[name]

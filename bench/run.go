@@ -301,10 +301,11 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		cfg.SteadyStart()
 	}
 	steadyStart := time.Now()
-	data0 := r.stats.data()
+	data0, lat0 := r.stats.data(), r.stats.latency()
 	sleepUntil(ctx, steadyStart.Add(cfg.Duration))
 	steadyEnd := time.Now()
 	rep.SteadyData = r.stats.data() - data0
+	rep.LatencySteady = r.stats.latency().Sub(lat0)
 	rep.SteadySeconds = steadyEnd.Sub(steadyStart).Seconds()
 	if rep.SteadySeconds > 0 {
 		rep.DataPerSec = float64(rep.SteadyData) / rep.SteadySeconds

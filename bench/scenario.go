@@ -50,8 +50,13 @@ type ScenarioReport struct {
 	ServerArgs []string    `json:"serverArgs"`
 	Server     ServerStats `json:"server"`
 	Client     *Report     `json:"client"`
-	Churn      *ChurnStats `json:"churn,omitempty"`    // churn only
-	Problems   []string    `json:"problems,omitempty"` // empty for a clean run
+	Churn      *ChurnStats `json:"churn,omitempty"` // churn only
+	// Nodes and Cluster are of a cluster scenario (hold-50k): each node's
+	// figures, of which Server holds the totals (CPU and RSS summed, RSS
+	// per session over all sessions), and the cross-node comparison.
+	Nodes    []NodeStats   `json:"nodes,omitempty"`
+	Cluster  *ClusterCheck `json:"cluster,omitempty"`
+	Problems []string      `json:"problems,omitempty"` // empty for a clean run
 }
 
 // ServerStats is the server process as /proc saw it.
@@ -84,6 +89,7 @@ var Scenarios = []Scenario{
 	{Name: "fanout-wide", Run: FanoutWide, Doc: "1,000 WebSocket sessions x 50 of 2,000 symbols at maxHz 1000 (tickerd -sim-symbols 2000 -sim-rate 20000 -max-hz 1000); delivered msg/s, latency, server CPU and RSS"},
 	{Name: "mixed", Run: Mixed, Doc: "2,000 sessions x 20 symbols at maxHz 10 round-robin over ws, sse, ndjson and poll, 10% slow readers (-slow, -slow-bps); fast vs slow latency per transport"},
 	{Name: "throttle", Run: Throttle, Doc: "5,000 WebSocket sessions x 50 symbols at maxHz 4 on tickerd -sim-symbols 1000 -sim-rate 50000; delivered msg/s, conflation, latency, server CPU; -slow 0.1 makes a tenth of them slow readers"},
+	{Name: "hold-50k", Run: Hold50k, Doc: "hold over 3 tickerd nodes on embedded NATS (node 1: the simulator, 5,000 symbols at 10,000 updates/s): 50,000 WebSocket sessions x 20 symbols at maxHz 4 spread over the nodes; latency, RSS per session and CPU per node, convergence on each node and across nodes"},
 	{Name: "churn", Run: Churn, Doc: "-rate 500 connect/snapshot/disconnect per second for -duration 60s beside -conns 5,000 steady WebSocket sessions; steady sessions see no errors, server goroutines and RSS return to baseline"},
 }
 
@@ -129,22 +135,31 @@ func (sc *ScenarioConfig) logf(format string, args ...any) {
 	}
 }
 
+// tickerd returns the tickerd binary to start: sc.Tickerd, or one built
+// into a temporary directory, which cleanup removes.
+func (sc *ScenarioConfig) tickerd(ctx context.Context) (bin string, cleanup func(), err error) {
+	if sc.Tickerd != "" {
+		return sc.Tickerd, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "tickerbench-")
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: %w", err)
+	}
+	cleanup = func() { _ = os.RemoveAll(dir) }
+	sc.logf("building tickerd")
+	if bin, err = BuildTickerd(ctx, dir); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return bin, cleanup, nil
+}
+
 // startServer builds tickerd if needed and starts it with args. The
 // returned stop function removes the build directory too.
 func (sc *ScenarioConfig) startServer(ctx context.Context, args ...string) (*Server, func() error, error) {
-	bin := sc.Tickerd
-	cleanup := func() {}
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "tickerbench-")
-		if err != nil {
-			return nil, nil, fmt.Errorf("bench: %w", err)
-		}
-		cleanup = func() { _ = os.RemoveAll(dir) }
-		sc.logf("building tickerd")
-		if bin, err = BuildTickerd(ctx, dir); err != nil {
-			cleanup()
-			return nil, nil, err
-		}
+	bin, cleanup, err := sc.tickerd(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	srv, err := StartServer(ctx, bin, append(args, sc.ServerArgs...), 30*time.Second)
 	if err != nil {
@@ -326,6 +341,9 @@ func (r *ScenarioReport) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "scenario\t%s  (%d sessions)\n", r.Name, r.Conns)
 	fmt.Fprintf(tw, "server\ttickerd %s\n", strings.Join(r.ServerArgs, " "))
+	if len(r.Nodes) > 1 {
+		fmt.Fprintf(tw, "cluster\t%d nodes (the first's flags above); server rss and cpu are their totals, rss per session over all sessions\n", len(r.Nodes))
+	}
 	s := r.Server
 	if s.RSSBaseline > 0 {
 		gc := "settled without a forced GC"
@@ -341,6 +359,7 @@ func (r *ScenarioReport) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "server rss\t%s at the end of the window\n", byteSize(s.RSSLoaded))
 	}
 	fmt.Fprintf(tw, "server cpu\t%.2f cores (%.1fs over %.1fs)  threads %d  fds %d\n", s.CPUCores, s.CPUSeconds, s.WindowSeconds, s.Threads, s.FDs)
+	r.writeNodes(tw)
 	if c := r.Churn; c != nil {
 		c.writeText(tw)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 func TestScenarioRegistry(t *testing.T) {
-	want := []string{"footprint", "hold", "fanout", "fanout-wide", "mixed", "throttle", "churn"}
+	want := []string{"footprint", "hold", "fanout", "fanout-wide", "mixed", "throttle", "hold-50k", "churn"}
 	if len(Scenarios) != len(want) {
 		t.Fatalf("%d scenarios, want %v", len(Scenarios), want)
 	}

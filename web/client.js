@@ -10,6 +10,8 @@
 // long-poll: one that cannot connect (blocked, refused, silent) is skipped
 // for the next. A connection that drops is reopened after a jittered
 // exponential backoff and resumes its session where the transport allows.
+// Given several server URLs (the nodes of a tickerd cluster), a connection
+// lost to a node that went away is reopened on the next one.
 // The protocol is docs/protocol.md; this API is docs/client.md. No
 // dependencies; runs in any browser with fetch and ES modules.
 
@@ -32,7 +34,7 @@ const clients = new Map(); // url + token → the page's shared client
 // connect returns the page's client for this server and token, creating and
 // starting it on first use: every caller shares one connection.
 export function connect(options = {}) {
-  const key = `${baseURL(options.url)} ${options.token ?? ''}`;
+  const key = `${baseURLs(options.url).join(',')} ${options.token ?? ''}`;
   let c = clients.get(key);
   if (!c || c.state.state === 'closed') {
     c = new TickerClient(options);
@@ -49,17 +51,29 @@ function baseURL(url) {
   return u.href;
 }
 
+// baseURLs is the list of server roots: options.url may be one URL, a
+// comma-separated list or an array (the nodes of a cluster).
+function baseURLs(url) {
+  const list = (Array.isArray(url) ? url : typeof url === 'string' ? url.split(',') : [])
+    .map((u) => String(u).trim())
+    .filter(Boolean);
+  return list.length ? list.map((u) => baseURL(u)) : [baseURL(undefined)];
+}
+
 // nowMicros is the wall clock in Unix microseconds, to compare with ts.
 const nowMicros = () => (performance.timeOrigin + performance.now()) * 1000;
 
 export class TickerClient {
-  // options: url (server root; default the origin this module came from),
+  // options: url (server root; default the origin this module came from;
+  // a comma list or an array names the nodes of a cluster, tried in turn),
   // token (credential), transports (order to try; default all three),
   // backoffMin, backoffMax, connectTimeout, silenceTimeout (ms), pollWait (s).
   constructor(options = {}) {
     this.opts = { ...DEFAULTS };
     for (const [k, v] of Object.entries(options)) if (v !== undefined) this.opts[k] = v;
-    this.base = baseURL(options.url);
+    this.bases = baseURLs(options.url);
+    this.node = 0; // the node of bases in use
+    this.base = this.bases[0];
     this.token = options.token ?? '';
     this.transports = this.opts.transports.filter(
       (t) => (t === 'ws' && 'WebSocket' in globalThis) || (t === 'sse' && 'EventSource' in globalThis) || t === 'poll',
@@ -307,8 +321,12 @@ export class TickerClient {
     const old = this.records.get(m.symbol);
     let fields;
     if (m.type === 'snapshot') {
-      // A snapshot replaces the record, whatever its seq: after a server
-      // restart seqs start again at 1.
+      // With one server, a snapshot replaces the record, whatever its seq:
+      // after a server restart seqs start again at 1. In a cluster a seq
+      // means the same on every node, so one older than the record's comes
+      // from a node that lags behind the one left: keep the newer record
+      // (the session's next update brings every field changed since).
+      if (this.bases.length > 1 && old && m.seq < old.seq) return;
       fields = { ...m.fields };
     } else {
       if (old && m.seq <= old.seq) return; // stale: already have newer
@@ -358,9 +376,10 @@ export class TickerClient {
       this.session = this.resume = '';
     }
     // max_age, shutdown, slow_consumer: reconnect at once and resume, unless
-    // the connection was too young for that to help.
+    // the connection was too young for that to help. Only a node that shuts
+    // down sends its clients to another.
     const young = Date.now() - conn.opened < 1000;
-    this.#lost(conn, `closed by server: ${m.code}`, !young);
+    this.#lost(conn, `closed by server: ${m.code}`, !young, m.code !== 'shutdown');
   }
 
   #fatal(code, message) {
@@ -372,7 +391,7 @@ export class TickerClient {
   // lost handles the end of conn: a connection that never worked makes way
   // for the next transport; one that worked is reopened after a backoff
   // (at once when now is set).
-  #lost(conn, why, now = false) {
+  #lost(conn, why, now = false, stay = false) {
     this.conn = null;
     clearTimeout(conn.deadline);
     conn.stop();
@@ -383,6 +402,22 @@ export class TickerClient {
       return;
     }
     if (!conn.ready) this.index = 0; // nothing worked: the best first next time
+    if (this.bases.length > 1 && !stay) {
+      // Another node of the cluster: the session stays behind (a new one
+      // starts with snapshots; seq means the same on every node). Once
+      // per round of the nodes, the backoff applies.
+      this.node = (this.node + 1) % this.bases.length;
+      this.base = this.bases[this.node];
+      this.session = this.resume = '';
+      this.count = 0;
+      this.index = 0;
+      if (this.node !== 0) {
+        this.reason = `${conn.name}: ${why}`;
+        this.#setState('reconnecting', conn.name, this.reason, 0);
+        this.timer = setTimeout(() => this.#open(), Math.round(Math.random() * 100));
+        return;
+      }
+    }
     const ceiling = Math.min(this.opts.backoffMax, this.opts.backoffMin * 2 ** this.failures);
     const delay = now ? 0 : Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
     if (!now) this.failures++;

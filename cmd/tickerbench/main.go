@@ -44,15 +44,16 @@ was broken or convergence failed; 2 for bad usage; 130 when interrupted (the
 report then covers the run so far).
 
 A scenario starts tickerd itself on a free 127.0.0.1 port (built from the
-module in the working directory, or -tickerd PATH), samples its RSS and CPU
-from /proc, and stops it at the end. Scenarios:
+module in the working directory, or -tickerd PATH; hold-50k starts three),
+samples its RSS and CPU from /proc, and stops it at the end. Scenarios:
 %s
 Scenario defaults can be scaled down with -conns, -symbols, -duration, -rate
 and -max-hz (e.g. tickerbench scenario fanout -conns 200 -duration 5s); for
 churn -conns is the steady sessions, -rate the churns per second and
 -duration the churn's length. -slow and -slow-bps add slow readers (mixed has
-10%% by default); -procs sets hold's client processes (default: one per %d
-sessions).
+10%% by default); -procs sets the client processes of hold and hold-50k
+(default: one per %d sessions). A scenario's -server-arg goes to every node
+of hold-50k's cluster.
 
 plot draws the latency percentiles of saved -out reports against connection
 count as a PNG (see tickerbench plot -h).

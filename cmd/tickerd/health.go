@@ -8,14 +8,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tickerd/cluster"
 	"tickerd/conflate"
 	"tickerd/feed"
 )
 
 // feedHealth wires feed.Health to the cache, the metrics and /readyz.
 type feedHealth struct {
-	h     *feed.Health
-	cache *conflate.Cache
+	h       *feed.Health
+	cache   *conflate.Cache
+	cluster *cluster.Node // nil without -nats
 }
 
 // newHealth watches the feeds that apply through sink (the cache, or the
@@ -40,12 +42,18 @@ func (fh *feedHealth) status(sym string) string {
 }
 
 // serveReady answers GET /readyz: 200 once serving, whatever the feeds
-// (contract), with their health in the body; ?strict=1 answers 503 while
-// a feed is stale, for load balancers that should route around it.
+// (contract), with their health in the body (and the cluster's with
+// -nats); ?strict=1 answers 503 while a feed is stale or the node is out of
+// sync with its cluster, for load balancers that should route around it.
 func (fh *feedHealth) serveReady(w http.ResponseWriter, r *http.Request) {
 	rep := fh.h.Report()
+	var cs *cluster.Status
+	if fh.cluster != nil {
+		st := fh.cluster.Status()
+		cs = &st
+	}
 	code := http.StatusOK
-	if r.URL.Query().Get("strict") != "" && !rep.Healthy {
+	if r.URL.Query().Get("strict") != "" && (!rep.Healthy || (cs != nil && !cs.Synced)) {
 		code = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -54,5 +62,6 @@ func (fh *feedHealth) serveReady(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(struct {
 		Status string `json:"status"`
 		feed.HealthReport
-	}{"ready", rep})
+		Cluster *cluster.Status `json:"cluster,omitempty"`
+	}{"ready", rep, cs})
 }

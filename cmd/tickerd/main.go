@@ -56,6 +56,8 @@ type config struct {
 	logLevel       string
 	record         string
 	recordQueue    int
+	cluster        clusterFlags
+	reuseport      bool
 }
 
 const usageHead = `tickerd — market-data streaming server
@@ -112,6 +114,18 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Int64Var(&c.maxBody, "max-ingest-body", 8<<20, "largest POST /v1/ingest body in `bytes`")
 	fs.StringVar(&c.record, "record", "", "record every applied update into hourly captures named after `path` (ticks.zst → ticks-20261122T0400Z.zst, with .idx indexes); empty = no recording")
 	fs.IntVar(&c.recordQueue, "record-queue", simulator.DefaultRecordQueue, "updates -record may hold while the disk is slow; more are dropped (tickerd_record_dropped_total)")
+	fs.StringVar(&c.cluster.url, "nats", "", "join the tickerd cluster at this NATS `URL` (comma list for several servers; JetStream required), or embedded to start an in-process NATS server others join; empty = single node")
+	fs.StringVar(&c.cluster.listen, "nats-listen", "127.0.0.1:4222", "client listen `address` of the embedded NATS server (-nats embedded)")
+	fs.BoolVar(&c.cluster.interest, "nats-interest", false, "consume only the symbols this node's clients watch (large symbol universes); at least one node of the cluster should run without it")
+	fs.StringVar(&c.cluster.store, "nats-store", "", "`directory` of the embedded NATS server's JetStream files; empty = a temporary one, removed on exit")
+	fs.StringVar(&c.cluster.storage, "nats-storage", "file", "storage of the cluster stream and snapshots when this node creates them: file or memory")
+	fs.DurationVar(&c.cluster.maxAge, "nats-max-age", time.Hour, "how long the cluster stream keeps updates (when this node creates it)")
+	fs.Int64Var(&c.cluster.maxBytes, "nats-max-bytes", 1<<30, "most `bytes` the cluster stream keeps (when this node creates it)")
+	fs.IntVar(&c.cluster.replicas, "nats-replicas", 1, "replicas of the cluster stream and buckets on a clustered JetStream (when this node creates them)")
+	fs.DurationVar(&c.cluster.staleWait, "nats-stale-after", 2*time.Second, "mark served symbols status stale when out of sync with the cluster this long")
+	fs.StringVar(&c.cluster.routeAddr, "nats-cluster-listen", "", "route `address` of the embedded NATS server, to form a NATS cluster with the other nodes' embedded servers (with -nats-routes; no single point of failure with three nodes and -nats-replicas 3)")
+	fs.StringVar(&c.cluster.routes, "nats-routes", "", "comma `list` of the embedded NATS servers' route URLs (nats://HOST:PORT, this node's own may be included)")
+	fs.BoolVar(&c.reuseport, "reuseport", false, "set SO_REUSEPORT on -addr so that several tickerd processes share it (use with -nats so they show the same data)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pos, err := cli.Parse(fs, args)
@@ -159,6 +173,7 @@ func (c *config) validate() error {
 		fi, err := os.Stat(filepath.Dir(c.record))
 		check(err == nil && fi.IsDir(), "-record %q: directory %s does not exist", c.record, filepath.Dir(c.record))
 	}
+	c.cluster.validate(check)
 	check(c.logFormat == "text" || c.logFormat == "json", "-log-format must be text or json, got %q", c.logFormat)
 	var lvl slog.Level
 	check(lvl.UnmarshalText([]byte(c.logLevel)) == nil, "-log-level must be debug, info, warn or error, got %q", c.logLevel)

@@ -44,7 +44,20 @@ func run(c *config, log *slog.Logger) error {
 		return err
 	}
 	defer stopRecording() // after the feeds have stopped: deferred first, run last
+	node, stopCluster, err := startCluster(c, cache, sink, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopCluster() // after the feeds have stopped, before the recording
+	var src stream.Source = cache
+	if node != nil {
+		sink = node // feeds publish to the cluster; the stream comes back to the cache
+		if c.cluster.interest {
+			src = node.Source()
+		}
+	}
 	health := newHealth(cache, sink, c.staleAfter, reg)
+	health.cluster = node
 	auth, err := openAuth(c, log)
 	if err != nil {
 		return err
@@ -85,7 +98,7 @@ func run(c *config, log *slog.Logger) error {
 		registerDelayMetrics(reg, delayed)
 		cfg.Delayed, cfg.Delay = delayed.Cache(), c.delay
 	}
-	srv := stream.NewServer(cache, cfg)
+	srv := stream.NewServer(src, cfg)
 	onHangup(ctx, func() {
 		if auth != nil {
 			_ = srv.Reload() // logs its outcome
@@ -101,10 +114,10 @@ func run(c *config, log *slog.Logger) error {
 
 	mux := http.NewServeMux()
 	srv.Register(mux)
-	mux.Handle("POST /v1/ingest", &feed.IngestHandler{
+	mux.Handle("POST /v1/ingest", clusterIngest(node, &feed.IngestHandler{
 		Sink: health.Sink("http"), Key: c.ingestKey, MaxBody: c.maxBody,
 		Counter: ingestMetrics.Counter("http"), Log: log,
-	})
+	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", health.serveReady)
@@ -112,7 +125,10 @@ func run(c *config, log *slog.Logger) error {
 	registerDebug(mux)
 	replays := registerReplayAdmin(mux, c.adminKey)
 
-	ln, err := net.Listen("tcp", c.addr)
+	if node != nil && !c.cluster.interest {
+		waitSynced(node, 10*time.Second, log)
+	}
+	ln, err := listen(c.addr, c.reuseport)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.addr, err)
 	}
