@@ -191,7 +191,7 @@ func (a *applier) prune() {
 		if now.Sub(since) < a.n.cfg.PruneEvery {
 			continue // just wanted: its watcher may not be registered yet
 		}
-		if e := a.cache.Get(sym); e == nil || e.Watchers() == 0 {
+		if !a.n.watchedLocked(sym) {
 			drop = append(drop, sym)
 		}
 	}

@@ -143,6 +143,7 @@ type Node struct {
 	imu      sync.Mutex
 	interest map[string]time.Time // symbols followed (Interest mode), since when
 	wanted   []string             // watched since the applier last looked
+	others   []*conflate.Cache    // wrapped caches whose watchers count as interest (Wrap)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -403,7 +404,32 @@ func (n *Node) Flush(ctx context.Context) error {
 // Source is the cache as the stream server should read it. In Interest
 // mode, watching a symbol subscribes this node to it and fetches its
 // snapshot; otherwise it is the cache itself.
-func (n *Node) Source() *Source { return &Source{Cache: n.cfg.Cache, n: n} }
+func (n *Node) Source() *Source { return n.Wrap(n.cfg.Cache) }
+
+// Wrap is Source for another cache that follows the node's (the delayed
+// tier's): watching a symbol there makes an Interest node follow it too.
+func (n *Node) Wrap(c *conflate.Cache) *Source {
+	n.imu.Lock()
+	defer n.imu.Unlock()
+	if c != n.cfg.Cache {
+		n.others = append(n.others, c)
+	}
+	return &Source{Cache: c, n: n}
+}
+
+// watchedLocked reports whether a session watches sym in the node's cache
+// or in a wrapped one. n.imu must be held.
+func (n *Node) watchedLocked(sym string) bool {
+	if e := n.cfg.Cache.Get(sym); e != nil && e.Watchers() > 0 {
+		return true
+	}
+	for _, c := range n.others {
+		if e := c.Get(sym); e != nil && e.Watchers() > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // Source is a conflate.Cache whose Watch tells the Node which symbols are
 // wanted. It has the methods the stream server reads.

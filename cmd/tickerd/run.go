@@ -97,6 +97,9 @@ func run(c *config, log *slog.Logger) error {
 		delayed = conflate.NewDelayLine(cache, conflate.DelayConfig{Delay: c.delay, MaxBytes: c.delayBuffer})
 		registerDelayMetrics(reg, delayed)
 		cfg.Delayed, cfg.Delay = delayed.Cache(), c.delay
+		if node != nil && c.cluster.interest {
+			cfg.Delayed = node.Wrap(delayed.Cache()) // delayed subscribers need the symbol followed too
+		}
 	}
 	srv := stream.NewServer(src, cfg)
 	onHangup(ctx, func() {
