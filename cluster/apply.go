@@ -25,6 +25,15 @@ type symState struct {
 	dirty   bool      // changed since the last snapshot write
 	overlay bool      // the served cache shows a local stale mark past seq
 	bumpAt  time.Time // when the bump that ends the overlay was last published
+
+	// A batch of stream messages is folded into the shadow first and
+	// served once per symbol at its end (flush): a node that is behind
+	// conflates, as the cache does, instead of notifying its sessions of
+	// every update it is late with.
+	queued  bool          // in applier.touched
+	pending feed.FieldSet // fields changed in this batch
+	base    uint64        // seq before the batch's first change
+	whole   bool          // serve the whole record (a bump is in the batch)
 }
 
 // applier is the Node's one consuming goroutine: only it touches the
@@ -38,6 +47,7 @@ type applier struct {
 	state    map[string]*symState
 	overlays map[string]*symState
 	dirty    []string // symbols whose dirty flag is set
+	touched  []string // symbols changed by the current batch (flush)
 
 	created    time.Time // stream creation time: a change means a new stream
 	lastSeen   uint64    // highest stream sequence consumed
@@ -76,6 +86,11 @@ func newApplier(n *Node) *applier {
 // hundred messages. It bounds what the library buffers.
 const pullBatch = 4096
 
+// maxFold bounds how many stream messages are folded before the changed
+// symbols are served: a node that keeps up sees batches of one; one that
+// is behind serves each symbol once per batch with its newest values.
+const maxFold = 16384
+
 // tick is the applier's housekeeping period.
 const tick = 100 * time.Millisecond
 
@@ -105,7 +120,7 @@ func (a *applier) run(ctx context.Context) {
 			return
 		case d := <-a.n.msgs:
 			a.deliver(d)
-			for i := 0; i < 1024; i++ { // drain what is queued before housekeeping
+			for i := 0; i < maxFold; i++ { // drain what is queued before serving
 				select {
 				case d = <-a.n.msgs:
 					a.deliver(d)
@@ -114,6 +129,7 @@ func (a *applier) run(ctx context.Context) {
 				}
 				break
 			}
+			a.flush()
 		case err := <-a.snap.done:
 			a.snap.writing = false
 			if err != nil {
@@ -432,7 +448,57 @@ func (a *applier) fold(sym string, st *symState, u *feed.Update, seq uint64) {
 	st.set |= changed
 	a.markDirty(sym, st)
 	a.n.m.applied.Inc()
-	a.serve(sym, st, changed)
+	a.touch(sym, st, st.seq-1)
+	st.pending |= changed
+}
+
+// touch queues sym to be served at the batch's end; prev is its seq
+// before this change.
+func (a *applier) touch(sym string, st *symState, prev uint64) {
+	if !st.queued {
+		st.queued, st.base, st.pending, st.whole = true, prev, 0, false
+		a.touched = append(a.touched, sym)
+	}
+}
+
+// flush serves every symbol the batch changed, once, with its newest
+// values. One change goes through the sink (so a recorder sees it); a
+// symbol changed several times gets the union of its changed fields at
+// its newest seq (a gap in seq, as conflation makes anywhere else).
+func (a *applier) flush() {
+	for _, sym := range a.touched {
+		st := a.state[sym]
+		if st == nil || !st.queued {
+			continue
+		}
+		changed, whole := st.pending, st.whole
+		st.queued, st.pending, st.whole = false, 0, false
+		if whole {
+			a.serve(sym, st, 0)
+			continue
+		}
+		if st.seq == st.base+1 {
+			a.serve(sym, st, changed)
+			continue
+		}
+		var served uint64
+		if e := a.cache.Get(sym); e != nil {
+			served = e.Seq()
+		}
+		if st.overlay || served != st.base {
+			a.serve(sym, st, 0) // the cache is not where the batch began: the whole record
+			continue
+		}
+		a.out.Reset()
+		a.out.Symbol, a.out.TS = sym, st.ts
+		for f, rest, ok := changed.Next(); ok; f, rest, ok = rest.Next() {
+			a.out.Put(f, st.values[f])
+		}
+		a.cache.ApplySeq(&a.out, st.seq)
+		a.n.m.conflated.Add(float64(st.seq - st.base - 1))
+	}
+	clear(a.touched)
+	a.touched = a.touched[:0]
 }
 
 // bump moves sym's seq to at least to and makes sure the record has a
@@ -446,6 +512,7 @@ func (a *applier) bump(sym string, st *symState, to, seq uint64) {
 		st.values[feed.Status] = feed.StatusValue(feed.StatusTrading)
 		st.set = st.set.With(feed.Status)
 	}
+	prev := st.seq
 	switch {
 	case to > st.seq:
 		st.seq = to
@@ -455,7 +522,8 @@ func (a *applier) bump(sym string, st *symState, to, seq uint64) {
 		return
 	}
 	a.markDirty(sym, st)
-	a.serve(sym, st, 0)
+	a.touch(sym, st, prev)
+	st.whole = true // a bump is served as the whole record
 }
 
 func (a *applier) markDirty(sym string, st *symState) {

@@ -7,6 +7,7 @@ type metrics struct {
 	publishErrors  prometheus.Counter
 	applied        prometheus.Counter
 	skipped        prometheus.Counter
+	conflated      prometheus.Counter
 	rejected       prometheus.Counter
 	resyncs        *prometheus.CounterVec
 	snapshotWrites prometheus.Counter
@@ -24,6 +25,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		publishErrors:  counter("tickerd_cluster_publish_errors_total", "Updates this node could not publish (NATS unreachable past its reconnect buffer)."),
 		applied:        counter("tickerd_cluster_applied_total", "Stream updates that changed a symbol (got a seq)."),
 		skipped:        counter("tickerd_cluster_skipped_total", "Stream messages skipped as already reflected by a snapshot."),
+		conflated:      counter("tickerd_cluster_conflated_total", "Changes folded into a later one before the cache saw them (a node behind the stream serves each symbol once per batch)."),
 		rejected:       counter("tickerd_cluster_rejected_total", "Stream messages that did not parse."),
 		resyncs:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tickerd_cluster_resyncs_total", Help: "Resynchronizations from the snapshot bucket, by reason (gap, stream_reset, unrecoverable_gap)."}, []string{"reason"}),
 		snapshotWrites: counter("tickerd_cluster_snapshot_writes_total", "Snapshot batches this node wrote as the elected writer."),
@@ -43,7 +45,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		}
 		return 0
 	}
-	reg.MustRegister(m.published, m.publishErrors, m.applied, m.skipped, m.rejected, m.resyncs,
+	reg.MustRegister(m.published, m.publishErrors, m.applied, m.skipped, m.conflated, m.rejected, m.resyncs,
 		m.snapshotWrites, m.snapshotLoads, m.slowConsumers, m.staleMarks,
 		gauge("tickerd_cluster_connected", "1 while connected to NATS.", func() float64 { return b2f(n.connected.Load()) }),
 		gauge("tickerd_cluster_synced", "1 while in sync with the cluster stream.", func() float64 { return b2f(n.synced.Load()) }),

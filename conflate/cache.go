@@ -21,7 +21,8 @@ type Cache struct {
 	tap    atomic.Pointer[Tap]
 }
 
-// Tap is told of every change Apply makes, in seq order per symbol, with the
+// Tap is told of every change Apply or ApplySeq makes, in seq order per
+// symbol, with the
 // entry's lock held: it must be quick, must not block and must not call back
 // into the cache. values holds the record after the change (only the fields
 // in changed changed); the tap must copy what it keeps (the array is reused).
@@ -29,7 +30,8 @@ type Tap func(sym string, seq uint64, ts int64, changed feed.FieldSet, values *[
 
 // SetTap installs t as the cache's one tap, replacing any other; nil removes
 // it. It is safe to call while Apply runs: Applies that started before it
-// may still call the old tap. ApplySeq does not call the tap.
+// may still call the old tap. ApplySeq calls it too, with u.Set as the
+// fields changed.
 func (c *Cache) SetTap(t Tap) {
 	if t == nil {
 		c.tap.Store(nil)
@@ -150,6 +152,9 @@ func (c *Cache) ApplySeq(u *feed.Update, seq uint64) bool {
 		e.unchanged++
 		e.mu.Unlock()
 		return false
+	}
+	if t := c.tap.Load(); t != nil {
+		(*t)(e.sym, seq, v.TS, u.Set, &v.Values)
 	}
 	e.mu.Unlock()
 	e.notify()

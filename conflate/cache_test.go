@@ -274,8 +274,8 @@ type tapped struct {
 	bid     string
 }
 
-// The tap hears every change Apply makes, in order, with the record after
-// it; nothing else, and nothing once removed.
+// The tap hears every change Apply and ApplySeq make, in order, with the
+// record after it; nothing else, and nothing once removed.
 func TestTap(t *testing.T) {
 	c := New()
 	var got []tapped
@@ -290,13 +290,16 @@ func TestTap(t *testing.T) {
 	c.Apply(u(10, "bid", "1", "ask", "2"))
 	c.Apply(u(11, "bid", "1", "ask", "2")) // unchanged
 	c.Apply(u(12, "bid", "1", "ask", "3"))
-	c.ApplySeq(u(13, "bid", "4"), 9) // not Apply: not tapped
+	c.ApplySeq(u(13, "bid", "4"), 9)
+	c.ApplySeq(u(14, "bid", "7"), 9)  // not past seq 9: ignored
+	c.ApplySeq(u(15, "bid", "4"), 10) // changes nothing
 	c.SetTap(nil)
 	c.Apply(u(14, "bid", "5"))
 	bidAsk := feed.FieldSet(0).With(feed.Bid).With(feed.Ask)
 	want := []tapped{
 		{"T", 1, 10, bidAsk, "1"},
 		{"T", 2, 12, feed.FieldSet(0).With(feed.Ask), "1"},
+		{"T", 9, 13, feed.FieldSet(0).With(feed.Bid), "4"},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("tapped %v, want %v", got, want)
