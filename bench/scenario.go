@@ -271,16 +271,8 @@ func (sc *ScenarioConfig) measure(ctx context.Context, srv *Server, rep *Scenari
 			end, sampleErr = srv.Sample()
 		}
 	}
-	client, err := sc.runClient(ctx, cfg)
-	if client == nil {
+	if ok, err := sc.runSampled(ctx, cfg, rep, &sampleErr); !ok {
 		return err
-	}
-	rep.Client = client
-	if err != nil {
-		return err
-	}
-	if sampleErr != nil {
-		return sampleErr
 	}
 	if start.At.IsZero() {
 		return nil // interrupted before the steady window
@@ -290,10 +282,28 @@ func (sc *ScenarioConfig) measure(ctx context.Context, srv *Server, rep *Scenari
 	if settle {
 		rep.Server.RSSLoaded = start.RSS
 	}
-	if settle && rep.Server.RSSBaseline > 0 && client.Connected > 0 {
-		rep.Server.RSSPerSessionKiB = float64(rep.Server.RSSLoaded-rep.Server.RSSBaseline) / float64(client.Connected) / 1024
+	if settle && rep.Server.RSSBaseline > 0 && rep.Client.Connected > 0 {
+		rep.Server.RSSPerSessionKiB = float64(rep.Server.RSSLoaded-rep.Server.RSSBaseline) / float64(rep.Client.Connected) / 1024
 	}
 	return nil
+}
+
+// runSampled runs the client of cfg and records it in rep; the steady
+// window's callbacks set *sampleErr. It reports false, with the error if
+// any, when the window's samples are not to be used.
+func (sc *ScenarioConfig) runSampled(ctx context.Context, cfg Config, rep *ScenarioReport, sampleErr *error) (bool, error) {
+	client, err := sc.runClient(ctx, cfg)
+	if client == nil {
+		return false, err
+	}
+	rep.Client = client
+	if err != nil {
+		return false, err
+	}
+	if *sampleErr != nil {
+		return false, *sampleErr
+	}
+	return true, nil
 }
 
 // baseline settles the server's RSS before any session and records it.

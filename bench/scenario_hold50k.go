@@ -185,16 +185,8 @@ func (sc *ScenarioConfig) measureCluster(ctx context.Context, cl *Cluster, rep *
 			rep.Nodes[i].Metrics = scrapeMetrics(ctx, s.URL, clusterMetrics)
 		}
 	}
-	client, err := sc.runClient(ctx, cfg)
-	if client == nil {
+	if ok, err := sc.runSampled(ctx, cfg, rep, &sampleErr); !ok {
 		return err
-	}
-	rep.Client = client
-	if err != nil {
-		return err
-	}
-	if sampleErr != nil {
-		return sampleErr
 	}
 	if start == nil || end == nil {
 		return nil // interrupted before the steady window
@@ -219,8 +211,8 @@ func (sc *ScenarioConfig) measureCluster(ctx context.Context, cl *Cluster, rep *
 	if tot.WindowSeconds > 0 {
 		tot.CPUCores = tot.CPUSeconds / tot.WindowSeconds
 	}
-	if client.Connected > 0 {
-		tot.RSSPerSessionKiB = float64(tot.RSSLoaded-tot.RSSBaseline) / float64(client.Connected) / 1024
+	if rep.Client.Connected > 0 {
+		tot.RSSPerSessionKiB = float64(tot.RSSLoaded-tot.RSSBaseline) / float64(rep.Client.Connected) / 1024
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -164,46 +163,10 @@ func shows(r row, server map[string]string, fields ...string) string {
 	return ""
 }
 
-// getSnapshot reads /v1/snapshot of base (with a bearer token, if any).
-func getSnapshot(t testing.TB, hc *http.Client, base, token string, symbols ...string) map[string]map[string]string {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+"/v1/snapshot?symbols="+strings.Join(symbols, ","), nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Snapshots []struct {
-			Symbol string
-			Fields map[string]string
-		}
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	out := map[string]map[string]string{}
-	for _, sn := range r.Snapshots {
-		out[sn.Symbol] = sn.Fields
-	}
-	return out
-}
-
 // ingestLines posts NDJSON lines through POST /v1/ingest.
 func (s *server) ingestLines(lines ...string) {
 	s.t.Helper()
-	resp, err := s.hc.Post(s.base+"/v1/ingest", "application/x-ndjson", strings.NewReader(strings.Join(lines, "\n")+"\n"))
-	if err != nil {
-		s.t.Fatalf("ingest: %v", err)
-	}
-	defer resp.Body.Close()
-	var r struct{ Accepted, Rejected int }
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Rejected != 0 {
-		s.t.Fatalf("ingest: status %d, %+v, %v", resp.StatusCode, r, err)
-	}
+	s.post(strings.NewReader(strings.Join(lines, "\n") + "\n"))
 }
 
 func quote(sym string, fields map[string]string) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -171,7 +172,14 @@ func (s *server) ingest(round int, symbols ...string) {
 		fmt.Fprintf(&b, `{"symbol":%q,"fields":{"bid":"%d.%02d","ask":"%d.%02d","bidSize":%d,"last":"%d.5","volume":%d}}`+"\n",
 			sym, 100+n%50, n%100, 101+n%50, n%100, 100+n, 100+n%50, 1000*round+i)
 	}
-	resp, err := s.hc.Post(s.base+"/v1/ingest", "application/x-ndjson", &b)
+	s.post(&b)
+}
+
+// post sends an NDJSON body through POST /v1/ingest; every line must be
+// accepted.
+func (s *server) post(body io.Reader) {
+	s.t.Helper()
+	resp, err := s.hc.Post(s.base+"/v1/ingest", "application/x-ndjson", body)
 	if err != nil {
 		s.t.Fatalf("ingest: %v", err)
 	}
@@ -186,13 +194,20 @@ func (s *server) ingest(round int, symbols ...string) {
 // given) from GET /v1/snapshot.
 func (s *server) snapshot(symbols []string, fields ...string) map[string]map[string]string {
 	s.t.Helper()
-	u := s.base + "/v1/snapshot?symbols=" + strings.Join(symbols, ",")
+	q := ""
 	if len(fields) > 0 {
-		u += "&fields=" + strings.Join(fields, ",")
+		q = "&fields=" + strings.Join(fields, ",")
 	}
-	resp, err := s.hc.Get(u)
+	return getSnapshot(s.t, s.hc, s.base, q, symbols...)
+}
+
+// getSnapshot reads /v1/snapshot?symbols=... of base, plus the query
+// suffix extra ("&fields=...").
+func getSnapshot(t testing.TB, hc *http.Client, base, extra string, symbols ...string) map[string]map[string]string {
+	t.Helper()
+	resp, err := hc.Get(base + "/v1/snapshot?symbols=" + strings.Join(symbols, ",") + extra)
 	if err != nil {
-		s.t.Fatalf("snapshot: %v", err)
+		t.Fatalf("snapshot: %v", err)
 	}
 	defer resp.Body.Close()
 	var r struct {
@@ -202,7 +217,7 @@ func (s *server) snapshot(symbols []string, fields ...string) map[string]map[str
 		}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		s.t.Fatalf("snapshot: %v", err)
+		t.Fatalf("snapshot: %v", err)
 	}
 	out := map[string]map[string]string{}
 	for _, sn := range r.Snapshots {
