@@ -107,6 +107,16 @@ func (srv *Server) pollSession(w http.ResponseWriter, r *http.Request, id string
 			return
 		case <-r.Context().Done():
 			srv.pollDone(s, cancel)
+			// A resume that replaced the session while this poll was
+			// held left its ending to this poll (reapPoll skips a
+			// session with a poll in progress): end it now, or the
+			// resume waits in vain and starts afresh without the old
+			// subscriptions.
+			select {
+			case <-s.stop:
+				srv.reapPoll(s, time.Now(), true)
+			default:
+			}
 			return
 		}
 		now := time.Now()
