@@ -1,17 +1,18 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // hold50kNodes is the size of hold-50k's cluster.
@@ -232,15 +233,23 @@ func scrapeMetrics(ctx context.Context, base string, names []string) map[string]
 	if resp.StatusCode != http.StatusOK {
 		return nil
 	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil
+	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !slices.Contains(names, name) {
+	for _, name := range names {
+		f := families[name]
+		if f == nil || len(f.GetMetric()) != 1 {
 			continue
 		}
-		if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
-			out[name] = v
+		m := f.GetMetric()[0]
+		switch {
+		case m.GetCounter() != nil:
+			out[name] = m.GetCounter().GetValue()
+		case m.GetGauge() != nil:
+			out[name] = m.GetGauge().GetValue()
 		}
 	}
 	return out
