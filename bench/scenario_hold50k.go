@@ -250,6 +250,8 @@ func scrapeMetrics(ctx context.Context, base string, names []string) map[string]
 			out[name] = m.GetCounter().GetValue()
 		case m.GetGauge() != nil:
 			out[name] = m.GetGauge().GetValue()
+		case m.GetUntyped() != nil:
+			out[name] = m.GetUntyped().GetValue()
 		}
 	}
 	return out
